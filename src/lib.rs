@@ -1,1 +1,19 @@
-//! mailoauth
+//! mailoauth: OAuth2 ("Modern Authentication") for legacy applications that
+//! send mail over SMTP and poll mailboxes over IMAP and POP3, with Microsoft
+//! Entra ID and Exchange Online in mind.
+//!
+//! The safe Rust core (`config`, `context`, …) knows nothing of C; the
+//! `extern "C"` surface described in `include/mailoauth.h` lives in [`ffi`].
+
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod i18n;
+pub mod log;
+pub mod secret;
+
+pub mod ffi;
+
+pub use config::Config;
+pub use context::Context;
+pub use error::{Error, ErrorKind, Result};
