@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# tests/c/run.sh: build libmailoauth (debug) and run the C boundary tests
+#   1. with AddressSanitizer + UBSan on the C side (the Rust library stays
+#      uninstrumented; its malloc/free go through ASan's interceptors), and
+#   2. an uninstrumented build under valgrind (definite leaks are errors).
+# Works from any directory. Exit status is non-zero if anything fails.
+# Environment: CARGO (default cargo), CC (default gcc), MAILOAUTH_TEST_LOOPS,
+# SKIP_VALGRIND=1 to skip the valgrind run (it is slow).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+CC="${CC:-gcc}"
+CARGO="${CARGO:-cargo}"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+LIBDIR="$TARGET_DIR/debug"
+BUILD="$HERE/build"
+mkdir -p "$BUILD"
+
+echo "== cargo build (debug)"
+(cd "$ROOT" && "$CARGO" build --lib)
+[[ -f "$LIBDIR/libmailoauth.so" ]] || { echo "run.sh: $LIBDIR/libmailoauth.so missing" >&2; exit 1; }
+[[ -f "$ROOT/include/mailoauth.h" ]] || { echo "run.sh: include/mailoauth.h missing (cbindgen)" >&2; exit 1; }
+
+# A throw-away CA certificate for the tls.ca_file test.
+CA_PEM="$BUILD/test-ca.pem"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj "/CN=mailoauth C test CA" -keyout "$BUILD/test-ca.key" -out "$CA_PEM" 2>/dev/null
+export MAILOAUTH_TEST_CA_PEM="$CA_PEM"
+
+CFLAGS=(-std=c11 -Wall -Wextra -Werror -g -I"$ROOT/include" -I"$HERE")
+LDFLAGS=(-L"$LIBDIR" -lmailoauth -Wl,-rpath,"$LIBDIR" -lpthread)
+SRC="$HERE/test_foundation.c"
+
+echo "== compile (ASan + UBSan)"
+"$CC" "${CFLAGS[@]}" -fsanitize=address,undefined -fno-omit-frame-pointer \
+    -o "$BUILD/test_foundation_asan" "$SRC" "${LDFLAGS[@]}"
+# as rustls-ffi does: make sure ASan really got linked in
+if ! nm "$BUILD/test_foundation_asan" | grep -q __asan_init; then
+    echo "run.sh: __asan_init not found in the ASan build" >&2
+    exit 1
+fi
+
+echo "== compile (plain)"
+"$CC" "${CFLAGS[@]}" -o "$BUILD/test_foundation" "$SRC" "${LDFLAGS[@]}"
+
+status=0
+summary=()
+
+# Runs "$@", prints its output, and checks the last line is "N passed, 0 failed".
+run_one() {
+    local label="$1"; shift
+    local log="$BUILD/$label.log" rc=0
+    echo "== run ($label)"
+    "$@" >"$log" 2>&1 || rc=$?
+    cat "$log"
+    local line
+    line="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)"
+    if [[ $rc -ne 0 || -z "$line" || "$line" != *" 0 failed" ]]; then
+        status=1
+        summary+=("$label: FAILED (exit $rc; ${line:-no summary line})")
+    else
+        summary+=("$label: ok ($line)")
+    fi
+}
+
+# LSan: suppressions only for the Rust runtime's own process-wide state.
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1"
+export LSAN_OPTIONS="suppressions=$HERE/lsan.supp:print_suppressions=0"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+run_one asan "$BUILD/test_foundation_asan"
+unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
+
+if [[ "${SKIP_VALGRIND:-0}" != 1 ]]; then
+    run_one valgrind valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+        --show-leak-kinds=definite --track-origins=yes --quiet "$BUILD/test_foundation"
+fi
+
+echo "== summary"
+printf '%s\n' "${summary[@]}"
+exit $status
