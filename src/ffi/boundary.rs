@@ -67,3 +67,28 @@ macro_rules! try_ffi {
         try_ffi!($expr, $crate::i18n::Language::En)
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::result::{MAILOAUTH_INTERNAL, MAILOAUTH_OK};
+
+    fn exported_like(panic: bool) -> i32 {
+        ffi_boundary! {
+            if panic {
+                std::panic::panic_any("deliberate test panic: Grüße");
+            }
+            MAILOAUTH_OK
+        }
+    }
+
+    #[test]
+    fn a_panic_becomes_internal_with_its_message() {
+        assert_eq!(exported_like(true), MAILOAUTH_INTERNAL);
+        let json = crate::ffi::error::last_json();
+        assert!(json.contains("INTERNAL"));
+        assert!(json.contains("deliberate test panic: Grüße"));
+        // The next successful call clears it.
+        assert_eq!(exported_like(false), MAILOAUTH_OK);
+        assert_eq!(crate::ffi::error::last_json(), r#"{"code":0,"name":"OK"}"#);
+    }
+}
