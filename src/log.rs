@@ -359,6 +359,109 @@ mod tests {
         assert_eq!(redact("error code: 535"), "error code: 535");
     }
 
+    /// The process-wide logger is shared by every test in this binary.
+    static LOGGER_TESTS: Mutex<()> = Mutex::new(());
+
+    #[test]
+    fn replacing_the_sink_waits_for_running_calls_of_the_old_one() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize};
+        let _serial = LOGGER_TESTS.lock().unwrap_or_else(PoisonError::into_inner);
+        let replaced = Arc::new(AtomicBool::new(false));
+        let late_calls = Arc::new(AtomicUsize::new(0));
+        let old_calls = Arc::new(AtomicUsize::new(0));
+        let (r, l, o) = (replaced.clone(), late_calls.clone(), old_calls.clone());
+        let old: Sink = Arc::new(move |_, _| {
+            o.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_micros(200));
+            if r.load(Ordering::SeqCst) {
+                l.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        set_sink(Some(Level::Trace), Some(old)).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let _call = HostCall::enter();
+                    while !stop.load(Ordering::SeqCst) {
+                        log(Level::Info, "working");
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let new: Sink = Arc::new(|_, _| {});
+        set_sink(Some(Level::Trace), Some(new)).unwrap();
+        replaced.store(true, Ordering::SeqCst);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        stop.store(true, Ordering::SeqCst);
+        for w in workers {
+            w.join().unwrap();
+        }
+        set_sink(None, None).unwrap();
+        assert!(old_calls.load(Ordering::SeqCst) > 0);
+        assert_eq!(late_calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn background_messages_wait_for_a_host_call() {
+        let _serial = LOGGER_TESTS.lock().unwrap_or_else(PoisonError::into_inner);
+        let seen = Arc::new(Mutex::new(Vec::<(std::thread::ThreadId, String)>::new()));
+        let s2 = seen.clone();
+        let sink: Sink = Arc::new(move |_, m| {
+            s2.lock()
+                .unwrap()
+                .push((std::thread::current().id(), m.to_string()));
+        });
+        set_sink(Some(Level::Debug), Some(sink)).unwrap();
+        std::thread::spawn(|| log(Level::Info, "from a worker"))
+            .join()
+            .unwrap();
+        assert!(
+            !seen
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(_, m)| m == "from a worker"),
+            "delivered outside a host call"
+        );
+        {
+            let _call = HostCall::enter();
+        }
+        // Other tests may log at the same time: look only at our message.
+        let got: Vec<_> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, m)| m == "from a worker")
+            .cloned()
+            .collect();
+        set_sink(None, None).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, std::thread::current().id());
+        assert_eq!(got[0].1, "from a worker");
+        // Above the level: never delivered.
+        assert!(!enabled(Level::Trace));
+    }
+
+    #[test]
+    fn setting_the_logger_from_inside_it_is_refused() {
+        let _serial = LOGGER_TESTS.lock().unwrap_or_else(PoisonError::into_inner);
+        let result = Arc::new(Mutex::new(None));
+        let r2 = result.clone();
+        let sink: Sink = Arc::new(move |_, _| {
+            *r2.lock().unwrap() = Some(set_sink(None, None));
+        });
+        set_sink(Some(Level::Info), Some(sink)).unwrap();
+        {
+            let _call = HostCall::enter();
+            log(Level::Info, "trigger");
+        }
+        set_sink(None, None).unwrap();
+        assert_eq!(*result.lock().unwrap(), Some(Err(ReentrantSetLogger)));
+    }
+
     #[test]
     fn keeps_ordinary_text() {
         let s = "context created: provider=microsoft tenant=organizations client 00000000-0000-0000-0000-0000000000a1 host smtp.office365.com:587 — Grüße";
