@@ -2,7 +2,8 @@
 # tests/c/run.sh: build libmailoauth (debug) and run the C boundary tests
 #   1. with AddressSanitizer + UBSan on the C side (the Rust library stays
 #      uninstrumented; its malloc/free go through ASan's interceptors), and
-#   2. an uninstrumented build under valgrind (definite leaks are errors).
+#   2. an uninstrumented build under valgrind (definite leaks are errors;
+#      valgrind's own findings exit 99, failed checks exit 1).
 # Works from any directory. Exit status is non-zero if anything fails.
 # Environment: CARGO (default cargo), CC (default gcc), MAILOAUTH_TEST_LOOPS,
 # SKIP_VALGRIND=1 to skip the valgrind run (it is slow).
@@ -36,7 +37,8 @@ echo "== compile (ASan + UBSan)"
 "$CC" "${CFLAGS[@]}" -fsanitize=address,undefined -fno-omit-frame-pointer \
     -o "$BUILD/test_foundation_asan" "$SRC" "${LDFLAGS[@]}"
 # as rustls-ffi does: make sure ASan really got linked in
-if ! nm "$BUILD/test_foundation_asan" | grep -q __asan_init; then
+# (grep the whole listing: "nm | grep -q" would die of SIGPIPE under pipefail)
+if ! nm "$BUILD/test_foundation_asan" | grep -c __asan_init >/dev/null; then
     echo "run.sh: __asan_init not found in the ASan build" >&2
     exit 1
 fi
@@ -54,11 +56,12 @@ run_one() {
     echo "== run ($label)"
     "$@" >"$log" 2>&1 || rc=$?
     cat "$log"
-    local line
+    local line note=""
     line="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)"
+    [[ $rc -eq 99 ]] && note="; valgrind reported memory errors or definite leaks"
     if [[ $rc -ne 0 || -z "$line" || "$line" != *" 0 failed" ]]; then
         status=1
-        summary+=("$label: FAILED (exit $rc; ${line:-no summary line})")
+        summary+=("$label: FAILED (exit $rc; ${line:-no summary line}$note)")
     else
         summary+=("$label: ok ($line)")
     fi
@@ -72,7 +75,7 @@ run_one asan "$BUILD/test_foundation_asan"
 unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
 
 if [[ "${SKIP_VALGRIND:-0}" != 1 ]]; then
-    run_one valgrind valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+    run_one valgrind valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
         --show-leak-kinds=definite --track-origins=yes --quiet "$BUILD/test_foundation"
 fi
 
