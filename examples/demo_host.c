@@ -1,0 +1,161 @@
+/* examples/demo_host.c: the smallest complete host of libmailoauth.
+ *
+ *   demo_host [CONFIG.json]
+ *
+ * Creates a context from a configuration file (or, without one, from a plain
+ * Microsoft 365 configuration with a placeholder client id), prints the
+ * library version and what the library resolved, and then shows how a host
+ * reports an error, with a configuration that is wrong on purpose.
+ *
+ * The pattern to copy:
+ *   - every fallible call returns an int32_t code; MAILOAUTH_OK is 0;
+ *   - after a failure, read the details at once, on the same thread
+ *     (mailoauth_last_error / mailoauth_last_error_message);
+ *   - strings the library hands out are freed with mailoauth_string_free,
+ *     never with free().
+ *
+ * Next steps of this demo (later): consent -> send -> poll -> forward -> ack.
+ * Build and run it with examples/demo.sh. */
+#include "mailoauth.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Used when no configuration file is given. Replace the client id with your
+ * app registration's "Application (client) ID" from Entra ID. */
+static const char DEFAULT_CONFIG[] =
+    "{\"provider\": \"microsoft\","
+    " \"tenant\": \"organizations\","
+    " \"client_id\": \"00000000-0000-0000-0000-000000000000\"}";
+
+/* A typo on purpose: "hots" instead of "host". The library refuses unknown
+ * keys and names them, so such a mistake never passes silently. */
+static const char BAD_CONFIG[] =
+    "{\"client_id\": \"00000000-0000-0000-0000-000000000000\","
+    " \"servers\": {\"smtp\": {\"hots\": \"smtp.office365.com\"}}}";
+
+/* Log lines from the library (optional). It calls this only from inside a
+ * call into the library; keep it quick and do not call the library from it.
+ * Messages never contain tokens or secrets. */
+static void on_log(void *user_data, int32_t level, const char *message)
+{
+    static const char *const names[] = {"?", "error", "warn", "info", "debug", "trace"};
+    (void)user_data;
+    fprintf(stderr, "  [mailoauth %s] %s\n", names[level >= 1 && level <= 5 ? level : 0], message);
+}
+
+/* Prints the calling thread's last error: the code, its name, the message
+ * (what you would show a user or write to your log) and the full record. */
+static void print_last_error(int32_t rc)
+{
+    printf("  code    : %d %s\n", rc, mailoauth_result_str(rc));
+
+    /* Ask for the size first (bytes including the NUL), then copy. */
+    int32_t need = mailoauth_last_error_message(NULL, 0);
+    char *message = malloc((size_t)need);
+    if (message != NULL) {
+        mailoauth_last_error_message(message, need);
+        printf("  message : %s\n", message);
+        free(message); /* our buffer: plain free() */
+    }
+
+    /* The whole record as JSON: code, name, message, hint, provider codes, ... */
+    char *json = NULL;
+    if (mailoauth_last_error(&json) == MAILOAUTH_OK) {
+        printf("  record  : %s\n", json);
+        mailoauth_string_free(json); /* the library's string: its free function */
+    }
+}
+
+/* Reads a whole file into a NUL-terminated buffer (free() it), or NULL. */
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) return NULL;
+    char *buf = NULL;
+    size_t len = 0, cap = 0, n;
+    do {
+        if (cap - len < 4096) {
+            char *bigger = realloc(buf, cap += 65536);
+            if (bigger == NULL) { free(buf); fclose(f); return NULL; }
+            buf = bigger;
+        }
+        n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+    } while (n > 0);
+    fclose(f);
+    buf[len] = '\0';
+    return buf;
+}
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0); /* keep our lines and the log lines (stderr) in order */
+
+    /* 1. The library we loaded, and the header we were compiled with. A newer
+     *    header than the library is refused by mailoauth_context_new
+     *    (MAILOAUTH_ABI_MISMATCH); checking up front gives a clearer message. */
+    printf("mailoauth %s, ABI %u (this host was built with %s, ABI %u)\n", mailoauth_version(),
+           (unsigned)mailoauth_abi_version(), MAILOAUTH_VERSION, (unsigned)MAILOAUTH_ABI_VERSION);
+    if (mailoauth_abi_version() < MAILOAUTH_ABI_VERSION) {
+        fprintf(stderr, "the loaded library is older than this host's header\n");
+        return 1;
+    }
+
+    /* 2. Optional: the library's log, up to level 3 (info). One per process. */
+    mailoauth_set_logger(3, on_log, NULL);
+
+    /* 3. The configuration: JSON text. The library copies it, so we may free
+     *    our buffer right after the call. */
+    char *from_file = NULL;
+    const char *config = DEFAULT_CONFIG;
+    if (argc > 1) {
+        from_file = read_file(argv[1]);
+        if (from_file == NULL) {
+            perror(argv[1]);
+            return 1;
+        }
+        config = from_file;
+    }
+    printf("\nconfiguration: %s\n", argc > 1 ? argv[1] : "(built in: Microsoft 365, placeholder client id)");
+
+    /* 4. A context: one per configuration, shared by all of the host's threads. */
+    mailoauth_context *ctx = NULL;
+    int32_t rc = mailoauth_context_new(config, MAILOAUTH_ABI_VERSION, &ctx);
+    free(from_file);
+    if (rc != MAILOAUTH_OK) {
+        printf("could not create the context:\n");
+        print_last_error(rc);
+        return 1;
+    }
+
+    /* 5. What the library made of it: presets filled in, defaults applied,
+     *    secrets left out. */
+    char *resolved = NULL;
+    rc = mailoauth_context_describe(ctx, &resolved);
+    if (rc == MAILOAUTH_OK) {
+        printf("resolved: %s\n", resolved);
+        mailoauth_string_free(resolved);
+    } else {
+        print_last_error(rc);
+    }
+
+    /* (later: consent, send, poll, forward, ack with this context) */
+
+    /* 6. Error reporting, shown with a configuration that is wrong on purpose. */
+    printf("\na configuration with a typo (\"hots\"):\n");
+    mailoauth_context *bad = NULL;
+    rc = mailoauth_context_new(BAD_CONFIG, MAILOAUTH_ABI_VERSION, &bad);
+    if (rc == MAILOAUTH_OK) {
+        printf("  unexpectedly accepted\n");
+        mailoauth_context_free(bad);
+    } else {
+        print_last_error(rc);
+    }
+
+    /* 7. Clean up: free the context; switch the logger off before the host's
+     *    logging goes away. */
+    mailoauth_context_free(ctx);
+    mailoauth_set_logger(0, NULL, NULL);
+    return 0;
+}
