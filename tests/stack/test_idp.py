@@ -787,13 +787,13 @@ def test_counters_and_reset(idp):
     assert c["introspect"] == {"active": 1, "inactive": 1}
     idp.admin("fail", {"endpoint": "token", "count": 5})
     idp.admin("reset", {})
+    assert idp.admin("requests") == {}
     c = idp.admin("counters")
     assert c["token"]["refresh_token"] == 0 and c["authorize"] == 0 and c["introspect"]["active"] == 0
     assert idp.admin("settings")["device_interval_s"] == 5
     # tokens, consents and faults are gone
     assert idp.introspect(t["access_token"]) == {"active": False}
     assert_ms_error(refresh(idp, t["refresh_token"]), 400, "invalid_grant", 9002313)
-    assert idp.admin("requests?endpoint=token") == [] or True
     r = idp.token(grant_type="refresh_token", client_id=PUBLIC, refresh_token="x")
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
 
@@ -831,3 +831,27 @@ def test_discovery(idp):
     d = r.json()
     assert d["issuer"] == f"https://login.microsoftonline.com/{TID}/v2.0"
     assert d["token_endpoint"] == idp.base + f"/{TID}/oauth2/v2.0/token"
+
+
+def test_optional_tokens_follow_scopes(idp):
+    # no offline_access: no refresh token; no openid: no id_token
+    t = sign_in(idp, scope=f"{IMAP} {SMTP}")
+    assert "refresh_token" not in t and "id_token" not in t
+    assert set(t["scope"].split()) == {IMAP, SMTP}
+    # only OIDC scopes: a Graph token with User.Read, as Entra does
+    t = sign_in(idp, user="bob@contoso.test", scope="openid profile offline_access")
+    assert t["scope"] == "https://graph.microsoft.com/User.Read" and t["refresh_token"] and t["id_token"]
+
+
+def test_default_scope_on_refresh_means_consented(idp):
+    t = sign_in(idp, scope=f"{SMTP} offline_access openid profile")
+    r = refresh(idp, t["refresh_token"], scope="https://outlook.office365.com/.default offline_access openid")
+    assert r.status_code == 200, r.text
+    assert r.json()["scope"] == SMTP
+
+
+def test_client_request_id_echoed(idp):
+    r = idp.token(headers={"client-request-id": "abc-123"}, grant_type="refresh_token", client_id=PUBLIC,
+                  refresh_token="zzzzzzzzzz")
+    assert r.headers["client-request-id"] == "abc-123"
+    assert r.json()["correlation_id"] == "abc-123"

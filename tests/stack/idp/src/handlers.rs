@@ -357,7 +357,10 @@ async fn token(app: &App, req: &Req, tenant: &str) -> Resp {
     let result = {
         let mut st = app.lock();
         let now = now_ms();
-        st.sweep(now);
+        if now.saturating_sub(st.last_sweep_ms) > 10_000 {
+            st.last_sweep_ms = now;
+            st.sweep(now);
+        }
         if let Some(f) = st.take_fault("token", grant.as_deref()) {
             Err(f.to_error())
         } else {
@@ -516,9 +519,12 @@ fn secret_required() -> AadError {
     )
 }
 
-fn requested_scopes(ctx: &TokenCtx, fallback: &[String]) -> Vec<Scope> {
+fn requested_scopes(st: &Store, ctx: &TokenCtx, user: &str, fallback: &[String]) -> Vec<Scope> {
     match ctx.params.get("scope") {
-        Some(raw) => scopes::expand_default(scopes::normalize(raw)),
+        Some(raw) => scopes::expand_default_consented(
+            scopes::normalize(raw),
+            &st.consent(user, &ctx.client.client_id),
+        ),
         None => fallback.iter().map(|v| scopes::normalize_one(v)).collect(),
     }
 }
@@ -725,7 +731,7 @@ fn grant_code(st: &mut Store, ctx: &TokenCtx) -> Result<Value, AadError> {
         }
     }
     let user = user_of(&ctx.s, &code.user)?;
-    let requested = requested_scopes(ctx, &code.scopes);
+    let requested = requested_scopes(st, ctx, &user.username, &code.scopes);
     check_one_resource(&requested)?;
     check_consent(st, ctx, &user.username, &requested)?;
     let out = issue_user(
@@ -771,7 +777,7 @@ fn grant_refresh(st: &mut Store, ctx: &TokenCtx) -> Result<Value, AadError> {
         ctx.s.rotation_reuse_aadsts,
     )?;
     let user = user_of(&ctx.s, &rt.user)?;
-    let requested = requested_scopes(ctx, &rt.scopes);
+    let requested = requested_scopes(st, ctx, &user.username, &rt.scopes);
     check_one_resource(&requested)?;
     // A refused scope leaves the refresh token untouched.
     check_consent(st, ctx, &user.username, &requested)?;

@@ -122,6 +122,8 @@ async fn serve(
     let method = parts.method.to_string();
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or("").to_string();
+    // Entra echoes client-request-id in a response header.
+    let client_request_id = parts.headers.get("client-request-id").cloned();
     let body = match Limited::new(body, 1 << 20).collect().await {
         Ok(b) => Some(b.to_bytes()),
         Err(_) => None,
@@ -171,6 +173,9 @@ async fn serve(
     let mut builder = Response::builder().status(resp.status);
     for (k, v) in &resp.headers {
         builder = builder.header(k.as_str(), v.as_str());
+    }
+    if let Some(id) = client_request_id {
+        builder = builder.header("client-request-id", id);
     }
     builder
         .body(Full::new(bytes::Bytes::from(resp.body)))

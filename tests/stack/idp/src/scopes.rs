@@ -135,6 +135,34 @@ pub fn expand_default(scopes: Vec<Scope>) -> Vec<Scope> {
     out
 }
 
+/// At the token endpoint `https://outlook.office.com/.default` means "every permission consented
+/// for Exchange Online"; with no such consent it falls back to the static permissions (which then
+/// fail the consent check, as on the real service).
+pub fn expand_default_consented(scopes: Vec<Scope>, consented: &[String]) -> Vec<Scope> {
+    let mine: Vec<Scope> = consented
+        .iter()
+        .map(|c| normalize_one(c))
+        .filter(|c| c.resource.as_deref() == Some(OUTLOOK) && !c.is_default())
+        .collect();
+    if mine.is_empty() {
+        return expand_default(scopes);
+    }
+    let mut out: Vec<Scope> = Vec::new();
+    for s in scopes {
+        let add: Vec<Scope> = if s.resource.as_deref() == Some(OUTLOOK) && s.is_default() {
+            mine.clone()
+        } else {
+            vec![s]
+        };
+        for a in add {
+            if !out.iter().any(|o| o.same(&a.value)) {
+                out.push(a);
+            }
+        }
+    }
+    out
+}
+
 /// The distinct resources named by a scope list (OIDC scopes excluded).
 pub fn resources(scopes: &[Scope]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -241,6 +269,24 @@ mod tests {
         assert_eq!(resources(&mixed).len(), 2);
         let d = expand_default(normalize("https://outlook.office365.com/.default openid"));
         assert_eq!(d.len(), 4);
+    }
+
+    #[test]
+    fn default_at_token_endpoint_means_consented() {
+        let consented = vec![
+            "https://outlook.office.com/SMTP.Send".to_string(),
+            "offline_access".to_string(),
+        ];
+        let d = expand_default_consented(
+            normalize("https://outlook.office365.com/.default offline_access"),
+            &consented,
+        );
+        assert_eq!(
+            join(&d),
+            "https://outlook.office.com/SMTP.Send offline_access"
+        );
+        let none = expand_default_consented(normalize("https://outlook.office.com/.default"), &[]);
+        assert_eq!(none.len(), 3);
     }
 
     #[test]

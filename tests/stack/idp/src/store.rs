@@ -212,6 +212,12 @@ impl Secrets {
     pub fn add(&mut self, s: &str) {
         if s.len() >= 8 && self.seen.insert(s.to_string()) {
             self.list.push(s.to_string());
+            // Bound memory in long load tests: keep the most recent 100,000.
+            if self.list.len() > 100_000 {
+                for old in self.list.drain(..10_000) {
+                    self.seen.remove(&old);
+                }
+            }
         }
     }
     pub fn list(&self) -> &[String] {
@@ -236,6 +242,7 @@ pub struct Store {
     pub counters: Counters,
     pub secrets: Secrets,
     pub requests: HashMap<String, VecDeque<serde_json::Value>>,
+    pub last_sweep_ms: u64,
 }
 
 impl Store {
@@ -255,6 +262,7 @@ impl Store {
             counters: Counters::default(),
             secrets: Secrets::default(),
             requests: HashMap::new(),
+            last_sweep_ms: 0,
         };
         st.record_client_secrets();
         st
