@@ -949,6 +949,7 @@ static void test_context_new_bad_json(void)
         {"{\"client_id\":\"" CID "\",\"servers\":{\"imap\":{\"port\":-1}}}", "servers.imap.port"},
         {"{\"client_id\":\"" CID "\",\"servers\":{\"smtp\":{\"port\":587.5}}}", "servers.smtp.port"},
         {"{\"client_id\":\"" CID "\",\"servers\":[]}", "servers"},
+        {"{\"client_id\":\"" CID "\",\"servers\":{\"smtp\":{\"port\":0}}}", "servers.smtp.port"},
     };
     for (size_t k = 0; k < sizeof wrong_type / sizeof wrong_type[0]; k++)
         expect_err_at(__FILE__, __LINE__, wrong_type[k].json, try_config(wrong_type[k].json),
@@ -994,6 +995,22 @@ static void test_context_new_bad_json(void)
     for (size_t k = 0; k < sizeof crlf / sizeof crlf[0]; k++)
         expect_err_at(__FILE__, __LINE__, crlf[k].json, try_config(crlf[k].json), MAILOAUTH_INVALID_ARGUMENT,
                       MAILOAUTH_INVALID_CONFIG, crlf[k].name);
+
+    /* values that would bend URLs or carry credentials */
+    static const struct {
+        const char *json, *name;
+    } bad_value[] = {
+        {"{\"client_id\":\"" CID "\",\"tenant\":\"a/b?c#d\"}", "tenant"},
+        {"{\"client_id\":\"" CID "\",\"tenant\":\"\"}", "tenant"},
+        {"{\"client_id\":\"" CID "\",\"authority\":\"https://user:pw@login.microsoftonline.com\"}", "authority"},
+        {"{\"client_id\":\"" CID "\",\"authority\":\"https://login.microsoftonline.com/?x=1\"}", "authority"},
+        {"{\"client_id\":\"" CID "\",\"authority\":\"ftp://login.microsoftonline.com\"}", "authority"},
+        {"{\"client_id\":\"" CID "\",\"servers\":{\"smtp\":{\"host\":\"\"}}}", "servers.smtp.host"},
+        {"{\"client_id\":\"" CID "\",\"servers\":{\"smtp\":{\"host\":\"smtp.office365.com:587\"}}}", "servers.smtp.host"},
+    };
+    for (size_t k = 0; k < sizeof bad_value / sizeof bad_value[0]; k++)
+        expect_err_at(__FILE__, __LINE__, bad_value[k].json, try_config(bad_value[k].json), MAILOAUTH_INVALID_CONFIG,
+                      MAILOAUTH_INVALID_ARGUMENT, bad_value[k].name);
 
     /* duplicate keys: which one wins would be a silent choice */
     {
