@@ -368,7 +368,8 @@ static void test_last_error_basics(void)
     EXPECT_NO_ERROR("after a successful context_describe");
     mailoauth_context_free(ctx);
 
-    /* NULL output pointer of the getter itself */
+    /* NULL output pointer of the getter itself: like every export, INVALID_ARGUMENT with a
+       last error naming the parameter (the record of the earlier failure is replaced) */
     EXPECT_ERR(ctx_new("{", &ctx), MAILOAUTH_INVALID_CONFIG, NULL);
     EXPECT_ERR(mailoauth_last_error(NULL), MAILOAUTH_INVALID_ARGUMENT, "out_json");
 }
