@@ -272,8 +272,8 @@ const char *mailoauth_result_str(int32_t code);
  * `{"code":…,"name":…,"message":…}` plus hint, provider_error,
  * provider_code, server_reply, correlation_id, retry_after_s and rejected
  * when known; `{"code":0,"name":"OK"}` when the last call succeeded.
- * @param out_json receives the JSON; NULL → MAILOAUTH_INVALID_ARGUMENT (the
- *        last error is left as it was).
+ * @param out_json receives the JSON; NULL → MAILOAUTH_INVALID_ARGUMENT,
+ *        which then becomes the last error (naming `out_json`).
  * @return MAILOAUTH_OK or MAILOAUTH_INVALID_ARGUMENT.
  * Returns immediately.
  * The returned string must be released with mailoauth_string_free().

@@ -6,6 +6,7 @@
 pub mod hosts;
 pub mod provider;
 mod raw;
+mod strict_json;
 mod trust;
 
 use std::path::PathBuf;
@@ -210,7 +211,7 @@ pub fn parse_with_limit(json: &str, max_json_bytes: u64) -> Result<Parsed> {
             ),
         ));
     }
-    let value: serde_json::Value = serde_json::from_str(json).map_err(|e| {
+    let value = strict_json::parse(json).map_err(|e| {
         Error::new(
             ErrorKind::InvalidConfig,
             Text::new(
@@ -471,9 +472,16 @@ fn resolve(raw: RawConfig) -> Result<Config> {
     };
 
     let raw_servers = raw.servers.unwrap_or_default();
+    let has_secret = client_secret.is_some();
     let server =
         |name: &str, given: Option<RawServer>, preset_value: Option<(&str, u16, Security)>| {
-            resolve_server(name, given, preset_value, allow_plaintext_loopback)
+            resolve_server(
+                name,
+                given,
+                preset_value,
+                allow_plaintext_loopback,
+                has_secret,
+            )
         };
     let servers = Servers {
         smtp: server("smtp", raw_servers.smtp, preset.map(|p| p.smtp))?,
@@ -661,6 +669,7 @@ fn resolve_server(
     given: Option<RawServer>,
     preset: Option<(&str, u16, Security)>,
     allow_plaintext_loopback: bool,
+    has_secret: bool,
 ) -> Result<Option<Server>> {
     let given = given.unwrap_or_default();
     let host = given.host.or_else(|| preset.map(|p| p.0.to_string()));
@@ -720,6 +729,13 @@ fn resolve_server(
             &format!("servers.{name}.security"),
             "none (plaintext) is allowed only for a loopback IP literal such as 127.0.0.1 with allow_plaintext_loopback: true",
             "none (Klartext) ist nur für eine Loopback-IP wie 127.0.0.1 mit allow_plaintext_loopback: true erlaubt",
+        ));
+    }
+    if security == Security::None && has_secret {
+        return Err(bad(
+            &format!("servers.{name}.security"),
+            "none (plaintext) is never allowed together with a client_secret",
+            "none (Klartext) ist zusammen mit einem client_secret nie erlaubt",
         ));
     }
     Ok(Some(Server {

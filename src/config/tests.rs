@@ -182,6 +182,21 @@ fn plaintext_only_for_loopback_literals_with_the_switch() {
         r#"{{{base},"authority":"https://idp","servers":{{"imap":{{"host":"127.0.0.2","port":10143,"security":"none"}}}},"allow_plaintext_loopback":true}}"#
     ));
     assert_eq!(c.servers.imap.unwrap().security, Security::None);
+    let e = err(&format!(
+        r#"{{{base},"authority":"https://idp","client_secret":"s","servers":{{"imap":{{"host":"127.0.0.2","security":"none"}}}},"allow_plaintext_loopback":true}}"#
+    ));
+    assert!(e.message.en.contains("client_secret"), "{}", e.message.en);
+}
+
+#[test]
+fn duplicate_keys_are_refused() {
+    let e = err(&format!(r#"{{"client_id":"{CID}","client_id":"{CID}"}}"#));
+    assert_eq!(e.kind, ErrorKind::InvalidConfig);
+    assert!(
+        e.message.en.contains("duplicate key 'client_id'"),
+        "{}",
+        e.message.en
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use super::result::{MAILOAUTH_INVALID_ARGUMENT, MAILOAUTH_OK, name_of};
+use super::result::{MAILOAUTH_OK, name_of};
 use super::{MAILOAUTH_ABI_VERSION, error, memory};
 
 /// The library's version, e.g. "0.1.0". Static; do not free.
@@ -35,8 +35,8 @@ pub extern "C" fn mailoauth_result_str(code: i32) -> *const c_char {
 /// `{"code":…,"name":…,"message":…}` plus hint, provider_error,
 /// provider_code, server_reply, correlation_id, retry_after_s and rejected
 /// when known; `{"code":0,"name":"OK"}` when the last call succeeded.
-/// @param out_json receives the JSON; NULL → MAILOAUTH_INVALID_ARGUMENT (the
-///        last error is left as it was).
+/// @param out_json receives the JSON; NULL → MAILOAUTH_INVALID_ARGUMENT,
+///        which then becomes the last error (naming `out_json`).
 /// @return MAILOAUTH_OK or MAILOAUTH_INVALID_ARGUMENT.
 /// Returns immediately.
 /// The returned string must be released with mailoauth_string_free().
@@ -44,7 +44,7 @@ pub extern "C" fn mailoauth_result_str(code: i32) -> *const c_char {
 pub unsafe extern "C" fn mailoauth_last_error(out_json: *mut *mut c_char) -> i32 {
     ffi_boundary_keep_error! {
         if out_json.is_null() {
-            return MAILOAUTH_INVALID_ARGUMENT;
+            return error::set(&super::strings::null_argument("out_json"), crate::i18n::Language::En);
         }
         match memory::string_into_raw(error::last_json()) {
             Ok(s) => {
