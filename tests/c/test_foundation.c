@@ -840,10 +840,11 @@ static void test_logger_threads(int loops)
         args[k] = (logthread_arg){k, loops, &stop};
         pthread_create(&t[k], NULL, thread_log_loop, &args[k]);
     }
-    sleep_ms(30);
+    /* Wait for traffic (not for a fixed time: valgrind starts threads slowly). */
+    for (int w = 0; w < 1000 && atomic_load(&d.calls) == 0; w++) sleep_ms(10);
     EXPECT_OK(mailoauth_set_logger(5, log_cb, &e));
     atomic_store(&d.retired, 1);
-    sleep_ms(30);
+    for (int w = 0; w < 1000 && atomic_load(&e.calls) == 0; w++) sleep_ms(10);
     EXPECT_OK(mailoauth_set_logger(0, NULL, NULL));
     atomic_store(&e.retired, 1);
     for (int k = 0; k < 4; k++) pthread_join(t[k], NULL);
