@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # examples/demo.sh: build libmailoauth and the example host (examples/demo_host.c), then run it.
 #
-# If the local test stack is up (tests/stack/up.sh writes /tmp/mailoauth-stack.json, or
-# $MAILOAUTH_STACK_FILE), the host gets a configuration for it: the test identity service's
-# http:// URL, its tenant and client id, the stack's CA and its mail hosts and ports.
-# Otherwise it runs with a plain Microsoft 365 configuration (placeholder client id).
-# Any other configuration: examples/demo.sh path/to/config.json
+# The demo runs against the local test stack (identity imitation, Dovecot, Postfix): when
+# it is not up yet (tests/stack/up.sh writes /tmp/mailoauth-stack.json, or
+# $MAILOAUTH_STACK_FILE), the demo starts it and stops it again at the end. The host gets a
+# configuration for it: the test identity service's http:// URL, its tenant and client id,
+# the stack's CA and its mail hosts and ports.
+# Any other configuration: examples/demo.sh path/to/config.json (no stack is started).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -19,6 +20,12 @@ echo "== building the library and the host" >&2
 (cd "$ROOT" && cargo build --lib --quiet)
 "${CC:-gcc}" -std=c11 -Wall -Wextra -Werror -g -I"$ROOT/include" -o "$OUT/demo_host" "$HERE/demo_host.c" \
     -L"$LIBDIR" -lmailoauth -Wl,-rpath,"$LIBDIR"
+
+if [[ $# -eq 0 && ! -f "$STACK_FILE" ]]; then
+    echo "== starting the local test stack" >&2
+    "$ROOT/tests/stack/up.sh" >&2
+    trap '"$ROOT/tests/stack/down.sh" >&2' EXIT
+fi
 
 config=()
 if [[ $# -gt 0 ]]; then
@@ -54,4 +61,4 @@ EOF
 fi
 
 echo "== running $OUT/demo_host ${config[*]:-}" >&2
-exec "$OUT/demo_host" "${config[@]}"
+"$OUT/demo_host" "${config[@]}"

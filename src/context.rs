@@ -34,11 +34,11 @@ impl Context {
             .build()
             .map_err(|e| Error::internal(format!("could not start the runtime: {e}")))?;
         log::info!(
-            "context created: provider={:?} tenant={} client_id={} cache={:?}",
-            config.provider,
+            "context created: provider={} tenant={} client_id={} cache protection={}",
+            config.provider.as_str(),
             config.tenant,
             config.client_id,
-            config.cache.protection
+            config.cache.protection.as_str()
         );
         log::debug!(
             "identity endpoints: authorize={} token={} device_code={}",

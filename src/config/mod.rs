@@ -42,6 +42,15 @@ impl Provider {
         })
     }
 
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Microsoft => "microsoft",
+            Self::MicrosoftUsgov => "microsoft-usgov",
+            Self::MicrosoftChina => "microsoft-china",
+            Self::Custom => "custom",
+        }
+    }
+
     pub fn preset(self) -> Option<&'static Preset> {
         match self {
             Self::Microsoft => Some(&provider::MICROSOFT),
@@ -102,6 +111,17 @@ pub enum Protection {
     Machine,
     Key,
     None,
+}
+
+impl Protection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Machine => "machine",
+            Self::Key => "key",
+            Self::None => "none",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
