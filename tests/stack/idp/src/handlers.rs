@@ -1544,7 +1544,9 @@ async fn introspect(app: &App, req: &Req) -> Resp {
     apply_latency(app, "introspect").await;
     let mut st = app.lock();
     if let Some(f) = st.take_fault("introspect", None) {
-        return err_resp(&f.to_error(), &ids);
+        let mut r = err_resp(&f.to_error(), &ids);
+        r.grant_type = service.map(|s| format!("service={s}"));
+        return r;
     }
     let mut token = params.get("token").map(str::to_string);
     if token.is_none()
