@@ -400,8 +400,11 @@ fn client_credentials_of(req: &Req, params: &Params) -> (Option<String>, Option<
     let mut secret = params.get("client_secret").map(str::to_string);
     if let Some(auth) = req.header("authorization")
         && auth.len() > 6
-        && auth[..6].eq_ignore_ascii_case("basic ")
-        && let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(auth[6..].trim())
+        && auth
+            .get(..6)
+            .is_some_and(|p| p.eq_ignore_ascii_case("basic "))
+        && let Ok(raw) =
+            base64::engine::general_purpose::STANDARD.decode(auth.get(6..).unwrap_or("").trim())
         && let Ok(txt) = String::from_utf8(raw)
         && let Some((u, p)) = txt.split_once(':')
     {
@@ -1552,9 +1555,10 @@ async fn introspect(app: &App, req: &Req) -> Resp {
     if token.is_none()
         && let Some(a) = req.header("authorization")
         && a.len() > 7
-        && a[..7].eq_ignore_ascii_case("bearer ")
+        && a.get(..7)
+            .is_some_and(|p| p.eq_ignore_ascii_case("bearer "))
     {
-        token = Some(a[7..].trim().to_string());
+        token = Some(a.get(7..).unwrap_or("").trim().to_string());
     }
     let result = match token {
         Some(t) => introspect_token(&st, &t, service.as_deref(), now_ms()),
