@@ -56,6 +56,10 @@ pub struct Details {
     pub retry_after_s: Option<u64>,
     /// Refused recipients of a send.
     pub rejected: Vec<String>,
+    /// A failure that may go away by itself (network, 5xx, 429,
+    /// `temporarily_unavailable`): retried with backoff, never a reason to
+    /// discard a refresh token.
+    pub transient: bool,
 }
 
 /// The longest server reply kept in an error record.
@@ -73,12 +77,18 @@ impl Error {
             correlation_id: None,
             retry_after_s: None,
             rejected: Vec::new(),
+            transient: false,
         }))
     }
 
     /// An error whose message is the same in every language.
     pub fn plain(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self::new(kind, Text::same(message))
+    }
+
+    pub fn transient(mut self) -> Self {
+        self.transient = true;
+        self
     }
 
     pub fn with_hint(mut self, hint: Text) -> Self {

@@ -5,11 +5,13 @@
 //! The safe Rust core (`config`, `context`, …) knows nothing of C; the
 //! `extern "C"` surface described in `include/mailoauth.h` lives in [`ffi`].
 
+pub mod auth;
 pub mod config;
 pub mod context;
 pub mod error;
 pub mod i18n;
 pub mod log;
+pub mod protocol;
 pub mod secret;
 
 pub mod ffi;
