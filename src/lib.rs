@@ -6,6 +6,7 @@
 //! `extern "C"` surface described in `include/mailoauth.h` lives in [`ffi`].
 
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod context;
 pub mod error;
