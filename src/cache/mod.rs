@@ -8,12 +8,43 @@
 //! - codec: the versioned format with a small plaintext header and the
 //!   protection (`user`, `machine`, `key`, `none`).
 //! - [`GrantStore`]: typed grants over the two.
+//!
+//! Rules every layer keeps (MSAL's lessons): locks are OS locks that die with
+//! their process, never lock files whose existence means something; a record
+//! that cannot be read (`CacheCorrupt`, `CacheVersion`) is never overwritten,
+//! only moved aside by an explicit reset ([`GrantStore::reset`]).
+//!
+//! Changes to the interface as first written: [`BlobStore::quarantine`]
+//! (moves an unreadable blob aside) and [`BlobStore::recover`] (store-level
+//! repair before a reset), both with default implementations; `stamp`
+//! answers `Stamp(0)` for "no blob" where the store can tell.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+
+pub mod codec;
+#[cfg(windows)]
+mod dpapi;
+pub mod file_store;
+pub mod grant_store;
+pub mod host_store;
+mod local_lock;
+
+pub use codec::Codec;
+pub use file_store::FileStore;
+pub use grant_store::{GrantStore, Scan};
+pub use host_store::{HostCallbacks, HostStore};
+
+/// The key prefix of grants.
+pub const GRANT_PREFIX: &str = "grant:";
+/// The key prefix of mailbox poll states (`poll:<account>/<protocol>/<folder>`).
+pub const POLL_PREFIX: &str = "poll:";
+/// The key prefix under which the default [`BlobStore::quarantine`] keeps
+/// unreadable blobs (`corrupt:<unix time>:<key>`).
+pub const CORRUPT_PREFIX: &str = "corrupt:";
 use crate::protocol::Protocols;
 use crate::secret::Secret;
 
@@ -72,7 +103,12 @@ pub struct Grant {
 
 /// A cheap fingerprint of a stored blob (modification time, size, file id):
 /// equal stamps mean the blob did not change. None where a store cannot
-/// tell (the host store), which means "reload".
+/// tell (the host store), which means "reload". `Stamp(0)` means "no blob".
+///
+/// A stamp is for the warm path only (skip re-reading an unchanged blob):
+/// file timestamps are coarse, so two rewrites of equal size within one
+/// clock tick that reuse an inode could look alike. Anything that acts on a
+/// refresh token re-reads under the lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp(pub u128);
 
@@ -94,4 +130,32 @@ pub trait BlobStore: Send + Sync {
     fn stamp(&self, key: &str) -> Option<Stamp>;
     /// Keys starting with `prefix`.
     fn keys(&self, prefix: &str) -> Result<Vec<String>>;
+
+    /// Moves an unreadable blob aside so that `key` starts empty, keeping its
+    /// bytes for inspection (no error when absent). The default copies it to
+    /// `corrupt:<unix time>:<key>` and removes the original; the file store
+    /// renames the file instead.
+    fn quarantine(&self, key: &str) -> Result<()> {
+        let Some(data) = self.load(key)? else {
+            return Ok(());
+        };
+        let aside = format!("{CORRUPT_PREFIX}{}:{key}", unix_now());
+        self.save(&aside, &data)?;
+        self.remove(key)
+    }
+
+    /// Store-level repair before a reset: moves aside the store's own
+    /// unreadable bookkeeping (the host store's key index). Returns how many
+    /// blobs it moved.
+    fn recover(&self) -> Result<u32> {
+        Ok(0)
+    }
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
