@@ -47,6 +47,21 @@
 
 
 /**
+ * Attempts per call for transient failures.
+ */
+#define ATTEMPTS 3
+
+/**
+ * The longest `Retry-After` we wait for inside one call.
+ */
+#define MAX_RETRY_AFTER_S 10
+
+/**
+ * The format version this library writes and the highest it reads.
+ */
+#define FORMAT_VERSION 1
+
+/**
  * The version of this C ABI. Hosts pass the `MAILOAUTH_ABI_VERSION` of the
  * header they were built with to mailoauth_context_new(); a host built
  * against an older header works with a newer library.
@@ -189,6 +204,25 @@
 #define MAILOAUTH_INTERNAL 900
 
 /**
+ * Flag for mailoauth_token_get(): skip the cached access token and refresh
+ * (after a server rejected the token).
+ */
+#define MAILOAUTH_TOKEN_FORCE_REFRESH 1
+
+typedef struct Protocol Protocol;
+
+/**
+ * A set of protocols.
+ */
+typedef struct Protocols Protocols;
+
+/**
+ * The sink a load callback fills with mailoauth_blob_set(). Opaque; valid
+ * only during the load callback it was passed to.
+ */
+typedef struct mailoauth_blob mailoauth_blob;
+
+/**
  * A configured library instance. Opaque; create it with
  * mailoauth_context_new() and release it with mailoauth_context_free().
  */
@@ -199,6 +233,37 @@ typedef struct mailoauth_context mailoauth_context;
  * 3 info, 4 debug, 5 trace) and a UTF-8 message valid only during the call.
  */
 typedef void (*mailoauth_log_fn)(void *user_data, int32_t level, const char *message);
+
+/**
+ * Loads the blob of `key` into `sink` with mailoauth_blob_set() (leaving it
+ * empty when there is none). Returns 0, or a non-zero value that becomes
+ * MAILOAUTH_CACHE_IO.
+ */
+typedef int32_t (*mailoauth_store_load_fn)(void *user_data, const char *key, mailoauth_blob *sink);
+
+/**
+ * Stores `len` bytes under `key` (0 bytes: remove the blob). Returns 0, or
+ * a non-zero value that becomes MAILOAUTH_CACHE_IO.
+ */
+typedef int32_t (*mailoauth_store_save_fn)(void *user_data,
+                                           const char *key,
+                                           const uint8_t *data,
+                                           int64_t len);
+
+/**
+ * Locks (`lock` 1, waiting up to `timeout_ms`) or unlocks (`lock` 0) `key`.
+ * Returns 0, or non-zero when the lock was not had in time (MAILOAUTH_BUSY).
+ */
+typedef int32_t (*mailoauth_store_lock_fn)(void *user_data,
+                                           const char *key,
+                                           int32_t lock,
+                                           int32_t timeout_ms);
+
+
+
+
+
+
 
 #ifdef __cplusplus
 extern "C" {
@@ -249,6 +314,30 @@ int32_t mailoauth_context_cancel(mailoauth_context *ctx);
  * context already freed, is a no-op. Any thread; never blocks.
  */
 void mailoauth_context_free(mailoauth_context *ctx);
+
+/**
+ * Sets the 32-byte key of cache protection `key` (XChaCha20-Poly1305). The
+ * bytes are copied and the copy is zeroed when the context is freed. Call it
+ * before the first token call; setting it again replaces the key.
+ * @param ctx     the context; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
+ * @param key     the key bytes; NULL → MAILOAUTH_INVALID_ARGUMENT.
+ * @param key_len must be 32, else MAILOAUTH_INVALID_ARGUMENT.
+ * @return MAILOAUTH_OK, MAILOAUTH_INVALID_ARGUMENT.
+ * Returns immediately.
+ */
+int32_t mailoauth_context_set_cache_key(mailoauth_context *ctx,
+                                        const uint8_t *key,
+                                        int64_t key_len);
+
+/**
+ * Moves unreadable cache entries (ones that cannot be decrypted or parsed,
+ * or were written by a newer library) aside and starts them empty; readable
+ * grants stay. Afterwards the affected accounts need a new consent.
+ * @param ctx the context; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
+ * @return MAILOAUTH_OK, MAILOAUTH_INVALID_ARGUMENT, MAILOAUTH_BUSY, MAILOAUTH_CACHE_IO.
+ * Blocks while another process holds an entry's lock.
+ */
+int32_t mailoauth_cache_reset(mailoauth_context *ctx);
 
 /**
  * The library's version, e.g. "0.1.0". Static; do not free.
@@ -328,6 +417,92 @@ void mailoauth_secret_free(char *s);
  * a no-op; unknown pointers are ignored. Any thread; never blocks.
  */
 void mailoauth_bytes_free(uint8_t *p, int64_t len);
+
+/**
+ * Routes the token cache (and mailbox poll state) through the host's
+ * callbacks instead of files: opaque, already protected blobs, one per key.
+ * Use cache protection `key` (mailoauth_context_set_cache_key) so that every
+ * machine can read them.
+ * @param ctx       the context; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
+ * @param load      required (with `save`); both NULL unregisters (back to files).
+ * @param save      required (with `load`).
+ * @param lock      optional: brackets every read-modify-write of one key,
+ *                  so one refresh runs at a time across machines.
+ * @param user_data passed to every callback.
+ * @return MAILOAUTH_OK, MAILOAUTH_INVALID_ARGUMENT, MAILOAUTH_INVALID_STATE.
+ * Returns only when no callback of a previous registration is running.
+ * Callbacks run only on a thread that is inside a call into the library,
+ * never after mailoauth_context_free() returns, and must not call into the
+ * library except mailoauth_blob_set().
+ */
+int32_t mailoauth_context_set_store(mailoauth_context *ctx,
+                                    mailoauth_store_load_fn load,
+                                    mailoauth_store_save_fn save,
+                                    mailoauth_store_lock_fn lock,
+                                    void *user_data);
+
+/**
+ * Hands a loaded blob to the library from inside a load callback. The
+ * bytes are copied.
+ * @param sink the sink passed to the load callback running on this thread;
+ *        anything else → MAILOAUTH_INVALID_ARGUMENT.
+ * @param data the bytes; may be NULL when `len` is 0.
+ * @param len  0 .. 64 MiB; negative → MAILOAUTH_INVALID_ARGUMENT, larger →
+ *        MAILOAUTH_TOO_LARGE.
+ * @return MAILOAUTH_OK, MAILOAUTH_INVALID_ARGUMENT, MAILOAUTH_TOO_LARGE.
+ */
+int32_t mailoauth_blob_set(mailoauth_blob *sink, const uint8_t *data, int64_t len);
+
+/**
+ * Returns a valid access token for `account`, from the cache or by a silent
+ * refresh. Never interacts with a user: without a usable grant it fails
+ * with MAILOAUTH_CONSENT_REQUIRED. The token stays valid for at least
+ * min(5 minutes, half its lifetime). One refresh at a time per account,
+ * across threads and processes.
+ * @param ctx       the context; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
+ * @param account   the account name the grant is stored under; NULL, empty
+ *                  or with a line break → MAILOAUTH_INVALID_ARGUMENT.
+ * @param protocols a space-separated subset of "smtp imap pop3"; NULL = all.
+ * @param flags     0 or MAILOAUTH_TOKEN_FORCE_REFRESH.
+ * @param out_token receives the token on success only; NULL → MAILOAUTH_INVALID_ARGUMENT.
+ * @return MAILOAUTH_OK, MAILOAUTH_INVALID_ARGUMENT, MAILOAUTH_CONSENT_REQUIRED,
+ *         MAILOAUTH_THROTTLED, MAILOAUTH_NETWORK, MAILOAUTH_TLS,
+ *         MAILOAUTH_PROVIDER_ERROR, MAILOAUTH_CANCELLED, MAILOAUTH_BUSY,
+ *         MAILOAUTH_CACHE_IO, MAILOAUTH_CACHE_CORRUPT, MAILOAUTH_CACHE_VERSION.
+ * Returns at once from the cache; a refresh blocks up to the HTTP timeout
+ * (with bounded retries). Cancel with mailoauth_context_cancel().
+ * The returned string must be released with mailoauth_secret_free().
+ */
+int32_t mailoauth_token_get(mailoauth_context *ctx,
+                            const char *account,
+                            const char *protocols,
+                            int32_t flags,
+                            char **out_token);
+
+/**
+ * Lists the accounts in the token cache as JSON:
+ * `[{"account", "username", "tenant_id", "protocols", "state" ("ok" |
+ * "consent_required" | "throttled"), "since", "access_token_expires_at",
+ * "last_error": {…}}]` — never a secret.
+ * @param ctx      the context; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
+ * @param out_json receives the JSON on success only; NULL → MAILOAUTH_INVALID_ARGUMENT.
+ * @return MAILOAUTH_OK, MAILOAUTH_INVALID_ARGUMENT, MAILOAUTH_CACHE_IO,
+ *         MAILOAUTH_CACHE_CORRUPT, MAILOAUTH_CACHE_VERSION.
+ * Reads the store; does not contact the identity provider.
+ * The returned string must be released with mailoauth_string_free().
+ */
+int32_t mailoauth_account_list(mailoauth_context *ctx, char **out_json);
+
+/**
+ * Signs an account out: its grant (refresh and access tokens) is removed
+ * from the store.
+ * @param ctx     the context; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
+ * @param account the account; NULL, empty or with a line break → MAILOAUTH_INVALID_ARGUMENT.
+ * @return MAILOAUTH_OK, MAILOAUTH_INVALID_ARGUMENT, MAILOAUTH_NOT_FOUND,
+ *         MAILOAUTH_BUSY, MAILOAUTH_CACHE_IO.
+ * Blocks while another thread or process refreshes this account.
+ */
+int32_t mailoauth_account_remove(mailoauth_context *ctx, const char *account);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -3,25 +3,48 @@
 //! the library is loaded), and blocking calls run on the caller's thread.
 
 use std::future::Future;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use once_cell::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
+use zeroize::Zeroizing;
 
+use crate::auth::OAuthClient;
+use crate::cache::{Codec, GrantStore, HostCallbacks, HostStore};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::i18n::{Language, Text};
 use crate::log;
+use crate::protocol::Protocols;
+use crate::secret::Secret;
+use crate::tokens::Tokens;
 
 /// Worker threads per context: background operations are few and short.
 const WORKER_THREADS: usize = 2;
 
 pub struct Context {
-    config: Config,
+    config: Arc<Config>,
     runtime: Runtime,
     /// Cancelled by [`Context::cancel`] and then replaced, so that a cancel
     /// ends the calls running at that moment and no later ones.
     cancel: Mutex<CancellationToken>,
+    /// Built on first use, so that creating a context stays cheap.
+    client: OnceCell<Arc<OAuthClient>>,
+    store: Mutex<StoreSlot>,
+    tokens: Tokens,
+}
+
+/// Where grants live: built on first use from the configuration, the
+/// host's cache key and the host's store callbacks, rebuilt when either
+/// changes, and gone for good once the context is freed (so the host's
+/// callbacks are never called after mailoauth_context_free returns).
+#[derive(Default)]
+struct StoreSlot {
+    built: Option<Arc<GrantStore>>,
+    cache_key: Option<Zeroizing<Vec<u8>>>,
+    host: Option<Arc<dyn HostCallbacks>>,
+    closed: bool,
 }
 
 impl Context {
@@ -46,15 +69,140 @@ impl Context {
             config.endpoints.token.as_deref().unwrap_or("-"),
             config.endpoints.device_code.as_deref().unwrap_or("-")
         );
+        let config = Arc::new(config);
         Ok(Self {
+            tokens: Tokens::new(config.clone()),
             config,
             runtime: Runtime(Some(runtime)),
             cancel: Mutex::new(CancellationToken::new()),
+            client: OnceCell::new(),
+            store: Mutex::new(StoreSlot::default()),
         })
     }
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    pub fn config_arc(&self) -> Arc<Config> {
+        self.config.clone()
+    }
+
+    pub fn tokens(&self) -> &Tokens {
+        &self.tokens
+    }
+
+    /// The identity provider's client (built on first use).
+    pub fn oauth(&self) -> Result<Arc<OAuthClient>> {
+        self.client
+            .get_or_try_init(|| OAuthClient::new(&self.config).map(Arc::new))
+            .cloned()
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, StoreSlot> {
+        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The grant store (built on first use).
+    pub fn grant_store(&self) -> Result<Arc<GrantStore>> {
+        let mut slot = self.slot();
+        if slot.closed {
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                Text::new(
+                    "the context has been freed",
+                    "der Kontext wurde freigegeben",
+                ),
+            ));
+        }
+        if let Some(s) = &slot.built {
+            return Ok(s.clone());
+        }
+        let key = slot.cache_key.as_ref().map(|k| k.as_slice());
+        let store = match &slot.host {
+            Some(host) => {
+                let mut codec = Codec::new(
+                    self.config.cache.protection,
+                    self.config.cache.path.as_deref(),
+                )?;
+                if let Some(k) = key {
+                    codec = codec.with_key(k)?;
+                }
+                GrantStore::new(Arc::new(HostStore::new(host.clone())), codec)
+            }
+            None => GrantStore::for_folder(&self.config.cache, key)?,
+        };
+        let store = Arc::new(store);
+        slot.built = Some(store.clone());
+        Ok(store)
+    }
+
+    /// Sets the 32-byte key of `key` protection (copied; zeroed when dropped).
+    pub fn set_cache_key(&self, key: &[u8]) -> Result<()> {
+        // Checks the length the same way the codec will.
+        Codec::new(crate::config::Protection::Key, None)?.with_key(key)?;
+        let mut slot = self.slot();
+        slot.cache_key = Some(Zeroizing::new(key.to_vec()));
+        slot.built = None;
+        drop(slot);
+        self.tokens.forget();
+        Ok(())
+    }
+
+    /// Routes the cache through the host's callbacks (None: back to files).
+    pub fn set_host_store(&self, host: Option<Arc<dyn HostCallbacks>>) -> Result<()> {
+        let mut slot = self.slot();
+        if slot.closed {
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                Text::new(
+                    "the context has been freed",
+                    "der Kontext wurde freigegeben",
+                ),
+            ));
+        }
+        slot.host = host;
+        slot.built = None;
+        drop(slot);
+        self.tokens.forget();
+        Ok(())
+    }
+
+    /// Moves unreadable cache entries aside; returns how many.
+    pub fn reset_cache(&self) -> Result<u32> {
+        let store = self.grant_store()?;
+        let n = store.reset()?;
+        self.tokens.forget();
+        if n > 0 {
+            log::warning!("moved {n} unreadable cache entries aside");
+        }
+        Ok(n)
+    }
+
+    /// A valid access token for `account`, silently (see `tokens`).
+    pub fn token_get(
+        &self,
+        account: &str,
+        wanted: Protocols,
+        force_refresh: bool,
+    ) -> Result<Secret> {
+        let store = self.grant_store()?;
+        let client = self.oauth()?;
+        self.run(None, async move {
+            self.tokens
+                .get(&store, &client, account, wanted, force_refresh)
+                .await
+        })
+    }
+
+    /// Called when the host frees the context: cancels running calls and
+    /// drops the host's callbacks for good.
+    pub fn close(&self) {
+        self.cancel();
+        let mut slot = self.slot();
+        slot.closed = true;
+        slot.built = None;
+        slot.host = None;
     }
 
     pub fn language(&self) -> Language {

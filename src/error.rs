@@ -6,7 +6,8 @@ use crate::i18n::{Language, Text};
 
 /// What went wrong, in the terms of the contract. The C layer maps each kind
 /// to its fixed `MAILOAUTH_*` number; the core knows no numbers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     InvalidArgument,
     InvalidConfig,
@@ -122,6 +123,65 @@ impl Error {
                 format!("interner Fehler: {what}"),
             ),
         )
+    }
+}
+
+/// An error as kept in a store (an account's last failure): both languages,
+/// no secret (errors never hold one), the time it happened.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Stored {
+    kind: ErrorKind,
+    message_en: String,
+    message_de: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hint_en: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hint_de: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    provider_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    provider_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    server_reply: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    correlation_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retry_after_s: Option<u64>,
+    at: i64,
+}
+
+impl Error {
+    /// The form kept in a store (see [`Error::from_stored`]).
+    pub fn to_stored(&self, at: i64) -> serde_json::Value {
+        let s = Stored {
+            kind: self.kind,
+            message_en: self.message.en.clone(),
+            message_de: self.message.de.clone(),
+            hint_en: self.hint.as_ref().map(|h| h.en.clone()),
+            hint_de: self.hint.as_ref().map(|h| h.de.clone()),
+            provider_error: self.provider_error.clone(),
+            provider_code: self.provider_code.clone(),
+            server_reply: self.server_reply.clone(),
+            correlation_id: self.correlation_id.clone(),
+            retry_after_s: self.retry_after_s,
+            at,
+        };
+        serde_json::to_value(s).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Reads back what [`Error::to_stored`] wrote, with the time it happened.
+    pub fn from_stored(v: &serde_json::Value) -> Option<(Error, i64)> {
+        let s: Stored = serde_json::from_value(v.clone()).ok()?;
+        let mut e = Error::new(s.kind, Text::new(s.message_en, s.message_de));
+        if let (Some(en), Some(de)) = (s.hint_en, s.hint_de) {
+            e.hint = Some(Text::new(en, de));
+        }
+        e.provider_error = s.provider_error;
+        e.provider_code = s.provider_code;
+        e.server_reply = s.server_reply;
+        e.correlation_id = s.correlation_id;
+        e.retry_after_s = s.retry_after_s;
+        Some((e, s.at))
     }
 }
 

@@ -14,6 +14,7 @@ pub mod i18n;
 pub mod log;
 pub mod protocol;
 pub mod secret;
+pub mod tokens;
 
 pub mod ffi;
 

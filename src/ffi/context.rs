@@ -123,9 +123,66 @@ pub extern "C" fn mailoauth_context_cancel(ctx: *mut mailoauth_context) -> i32 {
 #[unsafe(no_mangle)]
 pub extern "C" fn mailoauth_context_free(ctx: *mut mailoauth_context) {
     ffi_boundary_keep_error! {
-        if let Some(ctx) = CONTEXTS.remove(ctx) {
-            ctx.cancel();
-            drop(ctx);
+        if let Some(context) = CONTEXTS.remove(ctx) {
+            // After this returns the host's store callbacks are never called.
+            super::store::revoke_for(ctx as usize);
+            context.close();
+            drop(context);
         }
+    }
+}
+
+/// Sets the 32-byte key of cache protection `key` (XChaCha20-Poly1305). The
+/// bytes are copied and the copy is zeroed when the context is freed. Call it
+/// before the first token call; setting it again replaces the key.
+/// @param ctx     the context; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
+/// @param key     the key bytes; NULL → MAILOAUTH_INVALID_ARGUMENT.
+/// @param key_len must be 32, else MAILOAUTH_INVALID_ARGUMENT.
+/// @return MAILOAUTH_OK, MAILOAUTH_INVALID_ARGUMENT.
+/// Returns immediately.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailoauth_context_set_cache_key(
+    ctx: *mut mailoauth_context,
+    key: *const u8,
+    key_len: i64,
+) -> i32 {
+    ffi_boundary! {
+        let ctx = try_ffi!(context_of(ctx));
+        let lang = ctx.language();
+        if key.is_null() {
+            return error::set(&strings::null_argument("key"), lang);
+        }
+        if key_len != 32 {
+            return error::set(
+                &Error::new(
+                    ErrorKind::InvalidArgument,
+                    Text::new(
+                        format!("key_len must be 32 (bytes), not {key_len}"),
+                        format!("key_len muss 32 (Bytes) sein, nicht {key_len}"),
+                    ),
+                ),
+                lang,
+            );
+        }
+        // SAFETY: the host promises 32 readable bytes at `key` (checked non-NULL).
+        let bytes = zeroize::Zeroizing::new(unsafe { std::slice::from_raw_parts(key, 32) }.to_vec());
+        try_ffi!(ctx.set_cache_key(&bytes), lang);
+        MAILOAUTH_OK
+    }
+}
+
+/// Moves unreadable cache entries (ones that cannot be decrypted or parsed,
+/// or were written by a newer library) aside and starts them empty; readable
+/// grants stay. Afterwards the affected accounts need a new consent.
+/// @param ctx the context; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
+/// @return MAILOAUTH_OK, MAILOAUTH_INVALID_ARGUMENT, MAILOAUTH_BUSY, MAILOAUTH_CACHE_IO.
+/// Blocks while another process holds an entry's lock.
+#[unsafe(no_mangle)]
+pub extern "C" fn mailoauth_cache_reset(ctx: *mut mailoauth_context) -> i32 {
+    ffi_boundary! {
+        let ctx = try_ffi!(context_of(ctx));
+        let lang = ctx.language();
+        try_ffi!(ctx.reset_cache(), lang);
+        MAILOAUTH_OK
     }
 }

@@ -36,7 +36,9 @@ pub mod library;
 pub mod log;
 pub mod memory;
 pub mod result;
+pub mod store;
 mod strings;
+pub mod token;
 
 pub use result::*;
 
