@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod cache;
 pub mod config;
+pub mod consent;
 pub mod context;
 pub mod error;
 pub mod i18n;

@@ -5,6 +5,14 @@
 //! Nothing here stores anything: the token manager (`tokens`) and the
 //! consent flows (`consent`) decide what to keep.
 
+pub mod client;
+pub mod errors;
+mod hints;
+pub(crate) mod http;
+pub mod id_token;
+
+pub use client::{OAuthClient, pkce_pair};
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
@@ -78,8 +86,16 @@ pub fn delegated_scopes(config: &Config, protocols: Protocols) -> Result<Vec<Str
                 return Err(Error::new(
                     ErrorKind::InvalidConfig,
                     Text::new(
-                        format!("configuration key 'scopes.{}': required to sign in for {}", p.as_str(), p.as_str()),
-                        format!("Konfigurationsschlüssel 'scopes.{}': für die Anmeldung für {} erforderlich", p.as_str(), p.as_str()),
+                        format!(
+                            "configuration key 'scopes.{}': required to sign in for {}",
+                            p.as_str(),
+                            p.as_str()
+                        ),
+                        format!(
+                            "Konfigurationsschlüssel 'scopes.{}': für die Anmeldung für {} erforderlich",
+                            p.as_str(),
+                            p.as_str()
+                        ),
                     ),
                 ));
             }

@@ -6,7 +6,7 @@
 pub mod hosts;
 pub mod provider;
 mod raw;
-mod strict_json;
+pub(crate) mod strict_json;
 mod trust;
 
 use std::path::PathBuf;
