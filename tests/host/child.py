@@ -1,0 +1,145 @@
+"""A second process for the host tests: a fresh interpreter that loads the
+library through ctypes, like another instance of the host application (or
+another machine, with a host store). Prints JSON lines on stdout; never a
+token (only a short digest to compare).
+
+  child.py tokens  CONFIG ACCOUNT PROTO...   token_get for each protocol, account_list
+  child.py loop    CONFIG ACCOUNT PROTO THREADS SECONDS [--pg DSN] [--key HEX]
+                   prints {"ready":…}, waits for a line on stdin, then THREADS
+                   threads call token_get in a loop for SECONDS; prints counts
+  child.py refresh CONFIG ACCOUNT
+                   token_get, then a forced refresh (the grant works), prints
+                   READY, then forced refreshes until killed
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import mailoauth_ctypes as mo  # noqa: E402
+
+
+def out(obj) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def err_dict(e: mo.MailOAuthError) -> dict:
+    return {"code": e.code, "name": e.name, "error": e.error}
+
+
+def open_context(lib, config_path, pg=None, key_hex=None):
+    with open(config_path) as f:
+        config = json.load(f)
+    ctx = lib.context(config)
+    store = None
+    if key_hex:
+        ctx.set_cache_key(bytes.fromhex(key_hex))
+    if pg:
+        import pgstore
+
+        store = pgstore.PgStore(lib, pg)
+        store.attach(ctx)
+    return ctx, store
+
+
+def cmd_tokens(lib, config_path, account, *protos):
+    ctx, _ = open_context(lib, config_path)
+    results = {}
+    for p in protos:
+        try:
+            results[p] = {"ok": True, "digest": digest(ctx.token_get(account, p, 0))}
+        except mo.MailOAuthError as e:
+            results[p] = {"ok": False, **err_dict(e)}
+    try:
+        accounts = ctx.account_list()
+    except mo.MailOAuthError as e:
+        accounts = err_dict(e)
+    ctx.free()
+    out({"results": results, "accounts": accounts})
+
+
+def cmd_loop(lib, config_path, account, proto, threads, seconds, *opts):
+    opts = list(opts)
+    pg = key_hex = None
+    if "--pg" in opts:
+        pg = opts[opts.index("--pg") + 1]
+    if "--key" in opts:
+        key_hex = opts[opts.index("--key") + 1]
+    ctx, store = open_context(lib, config_path, pg, key_hex)
+    first = ctx.token_get(account, proto, 0)
+    out({"ready": True, "pid": os.getpid(), "digest": digest(first)})
+    sys.stdin.readline()  # the parent's "go": both processes start together
+
+    threads, seconds = int(threads), float(seconds)
+    lock = threading.Lock()
+    calls = [0]
+    failures = []
+    digests = set()
+    stop_at = time.monotonic() + seconds
+
+    def worker():
+        n = 0
+        seen = set()
+        fails = []
+        while time.monotonic() < stop_at:
+            try:
+                seen.add(digest(ctx.token_get(account, proto, 0)))
+            except mo.MailOAuthError as e:
+                fails.append(err_dict(e))
+            n += 1
+        with lock:
+            calls[0] += n
+            failures.extend(fails)
+            digests.update(seen)
+
+    ts = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    ctx.free()
+    result = {
+        "calls": calls[0],
+        "failures": len(failures),
+        "first_failures": failures[:5],
+        "distinct_tokens": len(digests),
+    }
+    if store is not None:
+        result["store"] = store.stats()
+        store.close()
+    out(result)
+
+
+def cmd_refresh(lib, config_path, account):
+    ctx, _ = open_context(lib, config_path)
+    for flags in (0, mo.TOKEN_FORCE_REFRESH):
+        try:
+            ctx.token_get(account, "imap", flags)
+        except mo.MailOAuthError as e:
+            out({"ready": False, "flags": flags, **err_dict(e)})
+            sys.exit(3)
+    out({"ready": True})
+    while True:
+        ctx.token_get(account, "imap", mo.TOKEN_FORCE_REFRESH)
+
+
+def main(argv):
+    lib = mo.Library.load()
+    cmd, args = argv[1], argv[2:]
+    {"tokens": cmd_tokens, "loop": cmd_loop, "refresh": cmd_refresh}[cmd](lib, *args)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
