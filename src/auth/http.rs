@@ -265,19 +265,27 @@ fn classify(e: &reqwest::Error) -> TransportKind {
 fn is_tls(e: &reqwest::Error) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
-        if err.downcast_ref::<rustls::Error>().is_some() {
-            return true;
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && io
-                .get_ref()
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-        {
+        if is_rustls(err) {
             return true;
         }
         cur = err.source();
     }
     false
+}
+
+/// A rustls error, also inside (nested) `io::Error`s, whose `source()`
+/// skips the wrapped error itself.
+fn is_rustls(err: &(dyn std::error::Error + 'static)) -> bool {
+    if err.downcast_ref::<rustls::Error>().is_some() {
+        return true;
+    }
+    match err
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        Some(inner) => is_rustls(inner),
+        None => false,
+    }
 }
 
 /// The error and its causes, without the URL reqwest puts in front and
