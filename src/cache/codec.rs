@@ -30,14 +30,19 @@
 //! | `key` | XChaCha20-Poly1305 with the host's key | same |
 //! | `none` | plaintext | same |
 //!
-//! The key file stands in for an OS keyring (not used yet): it is created
-//! once, atomically (written to a temporary file, then linked into place
-//! only if no key file exists), and never overwritten.
+//! The key file stands in for an OS keyring (not used yet; logged once at
+//! info): it is created once by the first writer, atomically (written and
+//! synced as a temporary file, then linked into place only if no key file
+//! exists: `persist_noclobber`, so a racing process reads the winner's key
+//! and nobody ever sees a half-written one), and never overwritten. It is
+//! read on every open and seal (32 bytes), so all processes follow the file.
+//! A key file that is not 32 bytes is `CacheCorrupt` until a reset moves it
+//! aside; a missing one makes existing records `CacheCorrupt` (reading
+//! never creates a key).
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
@@ -74,6 +79,7 @@ enum Scheme {
     /// `key`: the host's key, once set.
     HostKey(Option<Zeroizing<[u8; KEY_LEN]>>),
     /// `user` / `machine` off Windows.
+    #[cfg_attr(windows, allow(dead_code))]
     KeyFile(KeyFile),
     /// `user` / `machine` on Windows.
     #[cfg(windows)]
@@ -82,10 +88,10 @@ enum Scheme {
     },
 }
 
+#[cfg_attr(windows, allow(dead_code))]
 struct KeyFile {
     path: PathBuf,
     shared: bool,
-    key: OnceLock<Zeroizing<[u8; KEY_LEN]>>,
 }
 
 impl std::fmt::Debug for Codec {
@@ -139,7 +145,6 @@ impl Codec {
                 Scheme::KeyFile(KeyFile {
                     path: folder.join(KEY_FILE_NAME),
                     shared: protection == Protection::Machine,
-                    key: OnceLock::new(),
                 })
             }
         };
@@ -244,8 +249,8 @@ impl Codec {
                 self.seal_xchacha(key, plain)
             }
             Scheme::KeyFile(kf) => {
-                let key = kf.get(true, "")?;
-                self.seal_xchacha(key, plain)
+                let key = kf.get(true, "a new record")?;
+                self.seal_xchacha(&key, plain)
             }
             #[cfg(windows)]
             Scheme::Dpapi { machine } => {
@@ -335,7 +340,7 @@ impl Codec {
             }
             Scheme::KeyFile(kf) => {
                 let key = kf.get(false, what)?;
-                open_xchacha(what, key, header.kcv, aad, body)
+                open_xchacha(what, &key, header.kcv, aad, body)
             }
             #[cfg(windows)]
             Scheme::Dpapi { .. } => super::dpapi::unprotect(body, aad).map_err(|e| {
@@ -554,16 +559,16 @@ fn open_xchacha(
 
 static KEY_FILE_LOGGED: AtomicBool = AtomicBool::new(false);
 
+#[cfg_attr(windows, allow(dead_code))]
 impl KeyFile {
-    /// The key, read once. With `create`, a missing key file is made (by
-    /// the first writer); without, its absence makes `what` unreadable.
-    fn get(&self, create: bool, what: &str) -> Result<&[u8; KEY_LEN]> {
-        if let Some(k) = self.key.get() {
-            return Ok(k);
-        }
-        let key = match self.read(what)? {
+    /// The key, read from the file each time (32 bytes; the file is the
+    /// one truth that every process shares, so a replaced or removed key
+    /// file is noticed at once). With `create`, a missing key file is made
+    /// (by the first writer); without, its absence makes `what` unreadable.
+    fn get(&self, create: bool, what: &str) -> Result<Zeroizing<[u8; KEY_LEN]>> {
+        let key = match self.read()? {
             Some(k) => k,
-            None if create => self.create(what)?,
+            None if create => self.create()?,
             None => {
                 return Err(corrupt(
                     what,
@@ -580,50 +585,67 @@ impl KeyFile {
                 self.path.display()
             );
         }
-        let _ = self.key.set(key);
-        self.key
-            .get()
-            .map(|k| &**k)
-            .ok_or_else(|| Error::internal("cache key not kept"))
+        Ok(key)
     }
 
-    fn read(&self, what: &str) -> Result<Option<Zeroizing<[u8; KEY_LEN]>>> {
+    fn read(&self) -> Result<Option<Zeroizing<[u8; KEY_LEN]>>> {
         let file = match std::fs::File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err(&self.path, &e)),
         };
+        self.warn_if_exposed(&file);
         let mut buf = Zeroizing::new(Vec::with_capacity(KEY_LEN + 1));
         file.take(KEY_LEN as u64 + 1)
             .read_to_end(&mut buf)
             .map_err(|e| io_err(&self.path, &e))?;
         let Ok(key) = <[u8; KEY_LEN]>::try_from(buf.as_slice()) else {
-            let what = if what.is_empty() {
-                "a new record"
-            } else {
-                what
-            };
-            return Err(corrupt(
-                what,
+            return Err(Error::new(
+                ErrorKind::CacheCorrupt,
                 Text::new(
                     format!(
-                        "its key file {} is damaged (not 32 bytes)",
+                        "the cache key file {} is damaged (not 32 bytes)",
                         self.path.display()
                     ),
                     format!(
-                        "seine Schlüsseldatei {} ist beschädigt (nicht 32 Byte)",
+                        "die Cache-Schlüsseldatei {} ist beschädigt (nicht 32 Byte)",
                         self.path.display()
                     ),
                 ),
-            ));
+            )
+            .with_hint(Text::new(
+                "Nothing was overwritten. mailoauth_cache_reset moves it and the records it protects aside; accounts then need a new sign-in.",
+                "Es wurde nichts überschrieben. mailoauth_cache_reset legt sie und die damit geschützten Einträge beiseite; danach ist für die Konten eine neue Anmeldung nötig.",
+            )));
         };
         Ok(Some(Zeroizing::new(key)))
+    }
+
+    /// Logs (once) when the key file admits more than it should: others
+    /// than the owner (`user`), or than the owner and group (`machine`).
+    fn warn_if_exposed(&self, file: &std::fs::File) {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            static WARNED: AtomicBool = AtomicBool::new(false);
+            let mode = file.metadata().map(|m| m.permissions().mode()).unwrap_or(0);
+            let too_open = if self.shared { 0o027 } else { 0o077 };
+            if mode & too_open != 0 && !WARNED.swap(true, Ordering::Relaxed) {
+                log::warning!(
+                    "the cache key file {} has mode {:o}: others can read the token cache",
+                    self.path.display(),
+                    mode & 0o777
+                );
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = file;
     }
 
     /// Makes the key file: a random key written to a temporary file in the
     /// folder (0600, or 0640 for `machine`), synced, then linked into place
     /// only if no key file exists yet. The loser of a race reads the winner's.
-    fn create(&self, what: &str) -> Result<Zeroizing<[u8; KEY_LEN]>> {
+    fn create(&self) -> Result<Zeroizing<[u8; KEY_LEN]>> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         super::file_store::ensure_dir(dir, self.shared)?;
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
@@ -646,7 +668,7 @@ impl KeyFile {
             }
             Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
                 key.zeroize();
-                self.read(what)?
+                self.read()?
                     .ok_or_else(|| io_err(&self.path, &std::io::ErrorKind::NotFound.into()))
             }
             Err(e) => Err(io_err(&self.path, &e.error)),

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use zeroize::Zeroizing;
 
 use super::{BlobStore, Codec, GRANT_PREFIX, Grant, LockGuard, Stamp, grant_key};
 use crate::config::CacheConfig;
@@ -143,7 +144,8 @@ impl GrantStore {
 
     /// A record of any kind under `key`, None when there is none.
     pub fn load_raw<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        match self.blobs.load(key)? {
+        // Zeroed after use: with `none` protection the blob is plaintext.
+        match self.blobs.load(key)?.map(Zeroizing::new) {
             None => Ok(None),
             Some(blob) => self.codec.decode(key, &blob).map(Some),
         }
@@ -152,7 +154,7 @@ impl GrantStore {
     /// Stores a record of any kind under `key`. An unreadable record there
     /// is not replaced: its error is returned instead.
     pub fn save_raw<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
-        if let Some(old) = self.blobs.load(key)? {
+        if let Some(old) = self.blobs.load(key)?.map(Zeroizing::new) {
             // Header, protection and JSON syntax; not the record's shape.
             self.codec.decode::<serde::de::IgnoredAny>(key, &old)?;
         }
@@ -178,7 +180,7 @@ impl GrantStore {
             if key.starts_with(super::CORRUPT_PREFIX) || key == super::host_store::INDEX_KEY {
                 continue;
             }
-            let Some(blob) = self.blobs.load(&key)? else {
+            let Some(blob) = self.blobs.load(&key)?.map(Zeroizing::new) else {
                 continue;
             };
             let readable = if let Some(account) = key.strip_prefix(GRANT_PREFIX) {
