@@ -47,32 +47,46 @@ wait_gone() {  # pid seconds
     while alive "$1" && [ "$i" -lt "$n" ]; do sleep 0.05; i=$((i + 1)); done
     ! alive "$1"
 }
-stop_pid() {  # pid name match
-    local pid="$1" name="$2" match="$3"
-    alive "$pid" || return 0
-    if ! is_ours "$pid" "$match"; then
-        log "pid $pid no longer runs $name; leaving it alone"
-        return 0
-    fi
-    kill -TERM "$pid" 2>/dev/null || true
-    if ! wait_gone "$pid" 10; then
-        log "$name (pid $pid) did not stop after SIGTERM; sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        wait_gone "$pid" 2 || log "$name (pid $pid) is still alive"
-    fi
-}
 
-# Postfix first (it delivers into Dovecot's LMTP socket).
-if [ -n "$PF_DIR" ] && [ -f "$PF_DIR/main.cf" ] && alive "$PF_PID"; then
-    postfix -c "$PF_DIR" stop >/dev/null 2>&1 || true
-    wait_gone "$PF_PID" 10 || true
+# The live master pids from the instances' own pid files too, in case an instance was restarted
+# after up.sh recorded its pid.
+PF_PIDS="$PF_PID"
+if [ -n "$PF_DIR" ] && [ -f "$PF_DIR/main.cf" ]; then
+    q=$(postconf -c "$PF_DIR" -h queue_directory 2>/dev/null || true)
+    live=$(tr -d ' \n' < "$q/pid/master.pid" 2>/dev/null || true)
+    [ -n "$live" ] && [ "$live" != "$PF_PID" ] && PF_PIDS="$PF_PIDS $live"
 fi
-stop_pid "$PF_PID" "postfix master" "postfix"
-
-for p in $DOVECOT_PIDS; do
-    stop_pid "$p" "dovecot" "dovecot"
+for c in $DOVECOT_CONFIGS; do
+    [ -f "$c" ] || continue
+    b=$(doveconf -c "$c" -h base_dir 2>/dev/null || true)
+    live=$(cat "$b/master.pid" 2>/dev/null || true)
+    case " $DOVECOT_PIDS " in *" $live "*) ;; *) DOVECOT_PIDS="$DOVECOT_PIDS $live" ;; esac
 done
-stop_pid "$IDP_PID" "IdP" "idp"
+
+# SIGTERM to every recorded master at once (postfix master and dovecot master stop their own
+# children; SIGTERM to the postfix master is what `postfix stop` does), then wait for all.
+targets=()
+for p in $PF_PIDS; do targets+=("$p:postfix"); done
+for p in $DOVECOT_PIDS; do targets+=("$p:dovecot"); done
+[ -n "$IDP_PID" ] && targets+=("$IDP_PID:idp")
+sent=()
+for t in "${targets[@]}"; do
+    p="${t%%:*}"; name="${t#*:}"
+    alive "$p" || continue
+    if ! is_ours "$p" "$name"; then
+        log "pid $p no longer runs $name; leaving it alone"
+        continue
+    fi
+    kill -TERM "$p" 2>/dev/null && sent+=("$p:$name")
+done
+for t in "${sent[@]}"; do
+    p="${t%%:*}"; name="${t#*:}"
+    if ! wait_gone "$p" 15; then
+        log "$name (pid $p) did not stop after SIGTERM; sending SIGKILL"
+        kill -KILL "$p" 2>/dev/null || true
+        wait_gone "$p" 2 || log "$name (pid $p) is still alive"
+    fi
+done
 
 if [ "${MAILOAUTH_STACK_KEEP:-0}" = 1 ]; then
     log "MAILOAUTH_STACK_KEEP=1: keeping $STATE"

@@ -30,6 +30,12 @@ OB_POP3S_PORT="${MAILOAUTH_OB_POP3S_PORT:-11995}"
 OB_SMTP_PORT="${MAILOAUTH_OB_SMTP_PORT:-11587}"
 OB_SMTPS_PORT="${MAILOAUTH_OB_SMTPS_PORT:-11465}"
 AUTH_DEBUG="${MAILOAUTH_STACK_AUTH_DEBUG:-no}"
+# introspect (default): Dovecot validates every login by POST /introspect.
+# grant (opt-in): Dovecot's password-grant hook, which also sends the SASL user (shared mailboxes);
+#   needs the IdP to implement MAILOAUTH_IDP_GRANT_PATH. See conf/oauth2-grant.conf.ext.in.
+AUTH_MODE="${MAILOAUTH_STACK_AUTH_MODE:-introspect}"
+GRANT_PATH="${MAILOAUTH_IDP_GRANT_PATH:-/dovecot/grant}"
+case "$AUTH_MODE" in introspect|grant) ;; *) echo "up.sh: MAILOAUTH_STACK_AUTH_MODE must be introspect or grant" >&2; exit 1 ;; esac
 
 TENANT="72f988bf-86f1-41af-91ab-2d7cd011db47"
 CLIENT_ID="00000000-0000-0000-0000-0000000000a1"
@@ -96,7 +102,8 @@ need_pkgs=()
 [ -x /usr/lib/dovecot/lmtp ] || need_pkgs+=(dovecot-lmtpd)
 [ -x /usr/sbin/postfix ] || need_pkgs+=(postfix)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
-python3 -c 'import pytest' >/dev/null 2>&1 || need_pkgs+=(python3-pytest)
+python3 -c 'import importlib.util as u, sys; sys.exit(u.find_spec("pytest") is None)' >/dev/null 2>&1 \
+    || need_pkgs+=(python3-pytest)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
     [ "$(id -u)" = 0 ] || die "missing packages ${need_pkgs[*]} and not root"
     log "installing ${need_pkgs[*]}"
@@ -126,9 +133,9 @@ else
     command -v cargo >/dev/null 2>&1 || die "cargo not found (needed to build mailoauth-test-idp)"
     log "building mailoauth-test-idp (cargo build -p mailoauth-test-idp)"
     (cd "$ROOT" && cargo build -q -p mailoauth-test-idp) || die "cargo build -p mailoauth-test-idp failed"
-    IDP_BIN="$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps 2>/dev/null \
-        | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])' 2>/dev/null \
-        || echo "$ROOT/target")/debug/mailoauth-test-idp"
+    tdir="${CARGO_TARGET_DIR:-$ROOT/target}"
+    case "$tdir" in /*) ;; *) tdir="$ROOT/$tdir" ;; esac
+    IDP_BIN="$tdir/debug/mailoauth-test-idp"
 fi
 [ -x "$IDP_BIN" ] || die "IdP binary not found or not executable: $IDP_BIN"
 
@@ -168,14 +175,14 @@ trap fail_cleanup EXIT
 # ---- certificates (a fresh CA and server certificate per run) -------------------------------
 (
     cd "$TLS_DIR"
-    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -sha256 \
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -sha256 \
         -keyout ca.key -out ca.pem -subj "/CN=mailoauth test stack CA $(basename "$STATE")" \
         -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
         >/dev/null 2>&1
-    openssl req -newkey rsa:2048 -nodes -sha256 -keyout server.key -out server.csr \
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -sha256 -keyout server.key -out server.csr \
         -subj "/CN=localhost" >/dev/null 2>&1
     printf '%s\n' "basicConstraints=critical,CA:FALSE" \
-        "keyUsage=critical,digitalSignature,keyEncipherment" \
+        "keyUsage=critical,digitalSignature" \
         "extendedKeyUsage=serverAuth" \
         "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:127.0.0.2,IP:::1" > server.ext
     openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 -sha256 \
@@ -213,7 +220,13 @@ export STK_STATE_DIR="$STATE" STK_LOG_DIR="$LOG_DIR" STK_MAIL_HOST="$MAIL_HOST" 
 export STK_CERT_FILE="$CERT_FILE" STK_KEY_FILE="$KEY_FILE" STK_AUTH_DEBUG="$AUTH_DEBUG"
 export STK_IDP_HTTP="http://$IDP_HOST:$IDP_HTTP_PORT"
 export STK_OAUTH2_CONF="$DOVECOT_DIR/oauth2.conf.ext"
-render "$CONF/oauth2.conf.ext.in" "$STK_OAUTH2_CONF"
+export STK_GRANT_PATH="$GRANT_PATH"
+if [ "$AUTH_MODE" = grant ]; then
+    render "$CONF/oauth2-grant.conf.ext.in" "$STK_OAUTH2_CONF"
+else
+    render "$CONF/oauth2.conf.ext.in" "$STK_OAUTH2_CONF"
+fi
+export STK_STATE_ID="${STATE##*.}"
 
 dovecot_conf() {  # instance mechs protocols imap imaps pop3 pop3s
     export STK_INSTANCE="$1" STK_AUTH_MECHS="$2" STK_PROTOCOLS="$3"
@@ -237,13 +250,30 @@ chown postfix "$PF_VAR/data"
 
 # ---- start Dovecot (two instances) and Postfix -----------------------------------------------
 for inst in xoauth2 oauthbearer; do
-    dovecot -c "$DOVECOT_DIR/$inst.conf" || die "dovecot ($inst) failed to start; see $LOG_DIR/dovecot-$inst.log"
+    # (stdio to a file: the daemon must not keep the caller's stdout/stderr pipe open)
+    dovecot -c "$DOVECOT_DIR/$inst.conf" </dev/null >>"$LOG_DIR/dovecot-start.log" 2>&1 || die "dovecot ($inst) failed to start; see $LOG_DIR/dovecot-$inst.log"
     STARTED_DOVECOT="$STARTED_DOVECOT $inst"
 done
-# postfix(1) prints its fatal errors only to a terminal (no syslog here): run it under script(1).
-pf() { script -qec "postfix -c '$PF_DIR' $1" /dev/null >>"$LOG_DIR/postfix-start.log" 2>&1 </dev/null; }
-pf check || die "postfix check failed: $(tail -n 5 "$LOG_DIR/postfix-start.log")"
-pf start || die "postfix start failed: $(tail -n 5 "$LOG_DIR/postfix-start.log")"
+# `postfix start` spends about 2.5 s in postfix-script's sanity checks; with the queue directories
+# made here (as postfix-files has them) master(8) itself starts in milliseconds. If that fails,
+# fall back to `postfix start`, whose checks say what is wrong.
+(
+    cd "$PF_VAR/queue"
+    for d in active bounce corrupt defer deferred flush hold incoming private saved trace; do
+        install -d -o postfix -g root -m 700 "$d"
+    done
+    install -d -o postfix -g postdrop -m 730 maildrop
+    install -d -o postfix -g postdrop -m 710 public
+    install -d -o root -g root -m 755 pid
+)
+if ! MAIL_CONFIG="$PF_DIR" /usr/lib/postfix/sbin/master -c "$PF_DIR" -w </dev/null >>"$LOG_DIR/postfix-start.log" 2>&1; then
+    log "postfix master -w failed; trying 'postfix -c $PF_DIR start'"
+    if ! postfix -c "$PF_DIR" start </dev/null >>"$LOG_DIR/postfix-start.log" 2>&1; then
+        # postfix(1) prints its fatal errors only to a terminal (no syslog here): ask again under script(1).
+        script -qec "postfix -c '$PF_DIR' check" /dev/null </dev/null >>"$LOG_DIR/postfix-start.log" 2>&1 || true
+        die "postfix start failed: $(tail -n 5 "$LOG_DIR/postfix-start.log")"
+    fi
+fi
 STARTED_POSTFIX=1
 
 # ---- wait until everything answers -------------------------------------------------------------
@@ -306,7 +336,7 @@ export S_TENANT="$TENANT" S_CLIENT_ID="$CLIENT_ID" S_CONF_CLIENT_ID="$CONF_CLIEN
 export S_IDP_PID="$STARTED_IDP" S_IDP_LOG="$IDP_LOG" S_MAIL_HOST="$MAIL_HOST"
 export S_PORTS="$IMAP_PORT $IMAPS_PORT $POP3_PORT $POP3S_PORT $SMTP_PORT $SMTPS_PORT $OB_IMAP_PORT $OB_IMAPS_PORT $OB_POP3_PORT $OB_POP3S_PORT $OB_SMTP_PORT $OB_SMTPS_PORT"
 export S_MAIL_ROOT="$MAIL_ROOT" S_DOVECOT_PIDS="$DOVECOT_PIDS" S_DOVECOT_DIR="$DOVECOT_DIR" S_LOG_DIR="$LOG_DIR"
-export S_PF_DIR="$PF_DIR" S_PF_PID="$POSTFIX_PID" S_STACK_FILE="$STACK_FILE"
+export S_PF_DIR="$PF_DIR" S_PF_PID="$POSTFIX_PID" S_STACK_FILE="$STACK_FILE" S_AUTH_MODE="$AUTH_MODE"
 python3 - <<'EOF' || die "could not write the stack file"
 import json, os, shlex
 e = os.environ
@@ -345,6 +375,7 @@ stack = {
         "configs": [d + "/xoauth2.conf", d + "/oauthbearer.conf"],
         "logs": [e["S_LOG_DIR"] + "/dovecot-xoauth2.log", e["S_LOG_DIR"] + "/dovecot-oauthbearer.log"],
         "mail_user": "mail",
+        "auth_mode": e["S_AUTH_MODE"],
     },
     "postfix": {"config_dir": e["S_PF_DIR"], "pid": int(e["S_PF_PID"]), "log": e["S_LOG_DIR"] + "/postfix.log"},
 }
