@@ -122,7 +122,9 @@ impl GrantStore {
     pub fn scan(&self) -> Result<Scan> {
         let mut scan = Scan::default();
         for key in self.blobs.keys(GRANT_PREFIX)? {
-            let account = &key[GRANT_PREFIX.len()..];
+            let Some(account) = key.strip_prefix(GRANT_PREFIX) else {
+                continue;
+            };
             match self.load(account) {
                 Ok(Some(g)) => scan.grants.push(g),
                 Ok(None) => {} // removed meanwhile

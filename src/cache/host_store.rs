@@ -89,7 +89,12 @@ impl HostStore {
             });
         };
         match serde_json::from_slice::<Index>(&data) {
-            Ok(index) if index.v == 1 => Ok(index),
+            Ok(mut index) if index.v == 1 => {
+                // Kept sorted by this store; a host may have edited it.
+                index.keys.sort();
+                index.keys.dedup();
+                Ok(index)
+            }
             Ok(index) => Err(Error::new(
                 ErrorKind::CacheVersion,
                 Text::new(
