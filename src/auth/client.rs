@@ -98,6 +98,23 @@ fn config_error(key: &str, en: &str, de: &str) -> Error {
     )
 }
 
+/// The device-code URL; for Microsoft clouds with `language: de` it asks for
+/// a German `message` (`?mkt=de-DE`).
+fn device_url_for(config: &Config, url: &str) -> String {
+    if config.language != crate::i18n::Language::De
+        || config.provider == crate::config::Provider::Custom
+    {
+        return url.to_string();
+    }
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            u.query_pairs_mut().append_pair("mkt", "de-DE");
+            u.to_string()
+        }
+        Err(_) => url.to_string(),
+    }
+}
+
 /// A fresh PKCE pair: the verifier (kept secret until the code is redeemed)
 /// and its S256 challenge.
 pub fn pkce_pair() -> (Secret, String) {
@@ -150,7 +167,7 @@ impl OAuthClient {
         };
         let device_url = match &config.endpoints.device_code {
             Some(u) => Some(
-                DeviceAuthorizationUrl::new(u.clone())
+                DeviceAuthorizationUrl::new(device_url_for(config, u))
                     .map_err(|_| config_error("endpoints.device_code", "not a URL", "keine URL"))?,
             ),
             None => None,
