@@ -29,6 +29,7 @@ trap 'tests/stack/down.sh' EXIT
 suite "rust" cargo test --workspace --quiet
 suite "c-abi" tests/c/run.sh
 suite "stack" python3 -m pytest tests/stack -q
+suite "host" python3 -m pytest tests/host -q
 
 echo
 if ((failed)); then

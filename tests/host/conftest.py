@@ -263,3 +263,55 @@ def error_of(excinfo) -> mo.MailOAuthError:
 
 def deadline(seconds: float) -> float:
     return time.monotonic() + seconds
+
+
+def read_json_line(proc, timeout_s: float) -> dict:
+    """The next JSON line a child prints, within `timeout_s` (else the test fails)."""
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    try:
+        if not sel.select(timeout_s):
+            pytest.fail(f"child {proc.pid} printed nothing within {timeout_s} s")
+    finally:
+        sel.close()
+    line = proc.stdout.readline()
+    if not line:
+        proc.wait(5)
+        err = proc.stderr.read() if proc.stderr else ""
+        pytest.fail(f"child {proc.pid} exited ({proc.returncode}) without output; stderr: {err}")
+    return json.loads(line)
+
+
+def run_loop_children(n: int, args: list, seconds: float) -> list:
+    """Starts `n` `child.py loop …` processes, lets them start together once
+    each is ready, and returns their final JSON. Every child is stopped."""
+    procs = []
+    try:
+        for _ in range(n):
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, CHILD, "loop", *map(str, args)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        for p in procs:
+            ready = read_json_line(p, 30)
+            assert ready.get("ready"), ready
+        for p in procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        results = []
+        for p in procs:
+            results.append(read_json_line(p, seconds + 30))
+            p.wait(10)
+        return results
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
