@@ -31,9 +31,11 @@ fn main() {
         version("CARGO_PKG_VERSION_MINOR"),
         version("CARGO_PKG_VERSION_PATCH"),
     ));
+    // Only src/ffi (and the modules it declares) is the C surface; the core's
+    // public constants stay out of the header.
     match cbindgen::Builder::new()
-        .with_crate(&dir)
         .with_config(config)
+        .with_src(Path::new(&dir).join("src/ffi/mod.rs"))
         .generate()
     {
         Ok(bindings) => {

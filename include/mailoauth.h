@@ -47,21 +47,6 @@
 
 
 /**
- * Attempts per call for transient failures.
- */
-#define ATTEMPTS 3
-
-/**
- * The longest `Retry-After` we wait for inside one call.
- */
-#define MAX_RETRY_AFTER_S 10
-
-/**
- * The format version this library writes and the highest it reads.
- */
-#define FORMAT_VERSION 1
-
-/**
  * The version of this C ABI. Hosts pass the `MAILOAUTH_ABI_VERSION` of the
  * header they were built with to mailoauth_context_new(); a host built
  * against an older header works with a newer library.
@@ -209,13 +194,6 @@
  */
 #define MAILOAUTH_TOKEN_FORCE_REFRESH 1
 
-typedef struct Protocol Protocol;
-
-/**
- * A set of protocols.
- */
-typedef struct Protocols Protocols;
-
 /**
  * The sink a load callback fills with mailoauth_blob_set(). Opaque; valid
  * only during the load callback it was passed to.
@@ -227,6 +205,12 @@ typedef struct mailoauth_blob mailoauth_blob;
  * mailoauth_context_new() and release it with mailoauth_context_free().
  */
 typedef struct mailoauth_context mailoauth_context;
+
+/**
+ * A running or finished consent. Opaque; create it with
+ * mailoauth_consent_begin() and release it with mailoauth_op_free().
+ */
+typedef struct mailoauth_op mailoauth_op;
 
 /**
  * A log callback: `user_data` as registered, the level (1 error, 2 warning,
@@ -258,12 +242,6 @@ typedef int32_t (*mailoauth_store_lock_fn)(void *user_data,
                                            const char *key,
                                            int32_t lock,
                                            int32_t timeout_ms);
-
-
-
-
-
-
 
 #ifdef __cplusplus
 extern "C" {
@@ -417,6 +395,82 @@ void mailoauth_secret_free(char *s);
  * a no-op; unknown pointers are ignored. Any thread; never blocks.
  */
 void mailoauth_bytes_free(uint8_t *p, int64_t len);
+
+/**
+ * Starts a consent: `{"account": "user@contoso.com", "protocols":
+ * ["smtp","imap","pop3"], "flow": "browser" | "device" | "app", "prompt":
+ * "select_account", "timeout_s": 300, "accept_other_account": false}`. One
+ * consent covers every requested protocol (all three by default).
+ * @param ctx          the context; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
+ * @param request_json the request; NULL or bad UTF-8 → MAILOAUTH_INVALID_ARGUMENT,
+ *                     malformed or an unknown key → MAILOAUTH_INVALID_CONFIG.
+ * @param out          receives the operation on success only; NULL → MAILOAUTH_INVALID_ARGUMENT.
+ * @return MAILOAUTH_OK, MAILOAUTH_INVALID_ARGUMENT, MAILOAUTH_INVALID_CONFIG,
+ *         MAILOAUTH_INVALID_STATE (browser flow in a Windows service, or
+ *         the configured redirect.port is in use).
+ * Returns immediately; the browser is opened (unless `browser` is `none`)
+ * and the flow runs in the background.
+ * The operation must be released with mailoauth_op_free().
+ */
+int32_t mailoauth_consent_begin(mailoauth_context *ctx,
+                                const char *request_json,
+                                mailoauth_op **out);
+
+/**
+ * Waits for a consent to finish. With `timeout_ms` 0 it only polls (for a
+ * UI timer); negative waits as long as the consent may take.
+ * @param op         the operation; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
+ * @param timeout_ms how long to wait.
+ * @return MAILOAUTH_OK (done: the grant is stored), MAILOAUTH_PENDING (still
+ *         running; sets no last error), or the consent's failure
+ *         (MAILOAUTH_DECLINED, MAILOAUTH_TIMEOUT, MAILOAUTH_CANCELLED,
+ *         MAILOAUTH_ACCOUNT_MISMATCH, MAILOAUTH_PROVIDER_ERROR, …), whose
+ *         error record is copied into this thread's last error.
+ * Blocks up to `timeout_ms`. The grant is stored on the first thread that
+ * sees the consent succeed (host store callbacks run there).
+ */
+int32_t mailoauth_op_wait(mailoauth_op *op, int32_t timeout_ms);
+
+/**
+ * Describes the operation as JSON: `{"state": "starting" |
+ * "waiting_for_user" | "exchanging" | "done" | "failed" | "cancelled",
+ * "authorize_url": "…", "user_code": "…", "verification_uri": "…",
+ * "message": "…", "expires_at": …}` (keys only when known).
+ * @param op       the operation; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
+ * @param out_json receives the JSON on success only; NULL → MAILOAUTH_INVALID_ARGUMENT.
+ * @return MAILOAUTH_OK, MAILOAUTH_INVALID_ARGUMENT.
+ * Returns immediately.
+ * The returned string must be released with mailoauth_string_free().
+ */
+int32_t mailoauth_op_info(mailoauth_op *op, char **out_json);
+
+/**
+ * The result of a finished consent as JSON: `{"account": "…", "username":
+ * "…", "tenant_id": "…", "scopes": ["…"], "expires_at": …}` — never a secret.
+ * @param op       the operation; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
+ * @param out_json receives the JSON on success only; NULL → MAILOAUTH_INVALID_ARGUMENT.
+ * @return MAILOAUTH_OK; MAILOAUTH_INVALID_STATE while it is still running;
+ *         the consent's failure (copied into the last error) when it failed.
+ * Returns immediately (storing the grant first if no wait did yet).
+ * The returned string must be released with mailoauth_string_free().
+ */
+int32_t mailoauth_op_result(mailoauth_op *op, char **out_json);
+
+/**
+ * Cancels a running consent from any thread; a waiting mailoauth_op_wait
+ * returns MAILOAUTH_CANCELLED promptly and the loopback listener closes.
+ * Cancelling a finished consent changes nothing.
+ * @param op the operation; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
+ * @return MAILOAUTH_OK, MAILOAUTH_INVALID_ARGUMENT.
+ * Returns immediately.
+ */
+int32_t mailoauth_op_cancel(mailoauth_op *op);
+
+/**
+ * Releases an operation, cancelling it if it still runs. NULL, or an
+ * operation already freed, is a no-op. Any thread; never blocks.
+ */
+void mailoauth_op_free(mailoauth_op *op);
 
 /**
  * Routes the token cache (and mailbox poll state) through the host's

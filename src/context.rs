@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 use crate::auth::OAuthClient;
 use crate::cache::{Codec, GrantStore, HostCallbacks, HostStore};
 use crate::config::Config;
+use crate::consent::{self, ConsentOp, ConsentOutcome, ConsentRequest};
 use crate::error::{Error, ErrorKind, Result};
 use crate::i18n::{Language, Text};
 use crate::log;
@@ -193,6 +194,48 @@ impl Context {
                 .get(&store, &client, account, wanted, force_refresh)
                 .await
         })
+    }
+
+    /// Starts a consent (request JSON as in the ABI) in the background.
+    pub fn consent_begin(&self, request_json: &str) -> Result<Arc<ConsentOp>> {
+        let req = ConsentRequest::parse(request_json, &self.config)?;
+        let client = self.oauth()?;
+        let runtime = self
+            .handle()
+            .ok_or_else(|| Error::internal("the runtime is gone"))?;
+        consent::begin(client, self.config.clone(), &runtime, req)
+    }
+
+    /// Waits up to `timeout` for a consent; when it succeeded, stores its
+    /// grant on this thread, exactly once however many threads wait.
+    pub fn consent_settle(
+        &self,
+        op: &ConsentOp,
+        timeout: Duration,
+    ) -> Option<Result<ConsentOutcome>> {
+        op.settle(timeout, |outcome| {
+            let store = self.grant_store()?;
+            self.tokens
+                .store_consent(
+                    &store,
+                    &outcome.account,
+                    outcome.protocols,
+                    outcome.app,
+                    outcome.tokens.clone(),
+                )
+                .map(|_| ())
+        })
+    }
+
+    /// Lists the accounts in the store.
+    pub fn accounts(&self) -> Result<Vec<crate::cache::Grant>> {
+        self.grant_store()?.list()
+    }
+
+    /// Signs an account out.
+    pub fn account_remove(&self, account: &str) -> Result<()> {
+        let store = self.grant_store()?;
+        self.tokens.remove(&store, account)
     }
 
     /// Called when the host frees the context: cancels running calls and

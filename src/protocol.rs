@@ -130,7 +130,10 @@ impl<'de> Deserialize<'de> for Protocols {
         let names = Vec::<String>::deserialize(d)?;
         let mut set = Protocols::NONE;
         for n in &names {
-            set.insert(Protocol::parse(n).ok_or_else(|| serde::de::Error::custom(format!("unknown protocol '{n}'")))?);
+            set.insert(
+                Protocol::parse(n)
+                    .ok_or_else(|| serde::de::Error::custom(format!("unknown protocol '{n}'")))?,
+            );
         }
         Ok(set)
     }
@@ -143,7 +146,9 @@ mod tests {
     #[test]
     fn parse_and_cover() {
         let s = Protocols::parse_list("smtp  imap").unwrap();
-        assert!(s.contains(Protocol::Smtp) && s.contains(Protocol::Imap) && !s.contains(Protocol::Pop3));
+        assert!(
+            s.contains(Protocol::Smtp) && s.contains(Protocol::Imap) && !s.contains(Protocol::Pop3)
+        );
         assert!(Protocols::ALL.covers(s));
         assert!(!s.covers(Protocols::ALL));
         assert_eq!(s.names(), vec!["smtp", "imap"]);

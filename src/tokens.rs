@@ -121,10 +121,8 @@ impl Tokens {
         wanted: Protocols,
         force_refresh: bool,
     ) -> Result<Secret> {
-        if !force_refresh {
-            if let Some(t) = self.warm(store, account, wanted) {
-                return Ok(t);
-            }
+        if !force_refresh && let Some(t) = self.warm(store, account, wanted) {
+            return Ok(t);
         }
         let mutex = self.account_mutex(account);
         let _in_process = mutex.lock().await;
@@ -141,15 +139,15 @@ impl Tokens {
             return Err(self.not_consented(&grant, wanted));
         }
         let t = now();
-        if !force_refresh && grant.state == GrantState::Ok {
-            if let Some(at) = grant
+        if !force_refresh
+            && grant.state == GrantState::Ok
+            && let Some(at) = grant
                 .access_token
                 .as_ref()
                 .filter(|at| at.protocols.covers(wanted) && is_fresh(at, t))
-            {
-                // Another thread or process refreshed while we waited.
-                return Ok(at.token.clone());
-            }
+        {
+            // Another thread or process refreshed while we waited.
+            return Ok(at.token.clone());
         }
         if let Some(not_before) = grant.not_before.filter(|nb| *nb > t) {
             match grant.state {
@@ -202,20 +200,19 @@ impl Tokens {
         let scopes = delegated_scopes(&self.config, grant.protocols)?;
         match client.refresh(&rt, &scopes).await {
             Err(e) if e.kind == ErrorKind::ConsentRequired => {
-                if let Some(fresh) = store.load(&grant.account)? {
-                    if let Some(newer) = fresh
+                if let Some(fresh) = store.load(&grant.account)?
+                    && let Some(newer) = fresh
                         .refresh_token
                         .as_ref()
                         .filter(|n| n.expose() != rt.expose())
-                    {
-                        log::info!(
-                            "refresh token of {} was rotated by another process; retrying",
-                            grant.account
-                        );
-                        let newer = newer.clone();
-                        *grant = fresh;
-                        return client.refresh(&newer, &scopes).await;
-                    }
+                {
+                    log::info!(
+                        "refresh token of {} was rotated by another process; retrying",
+                        grant.account
+                    );
+                    let newer = newer.clone();
+                    *grant = fresh;
+                    return client.refresh(&newer, &scopes).await;
                 }
                 Err(e)
             }

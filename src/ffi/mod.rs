@@ -35,6 +35,7 @@ mod handles;
 pub mod library;
 pub mod log;
 pub mod memory;
+pub mod op;
 pub mod result;
 pub mod store;
 mod strings;

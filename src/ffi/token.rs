@@ -87,8 +87,7 @@ pub unsafe extern "C" fn mailoauth_account_list(
         if out_json.is_null() {
             return error::set(&strings::null_argument("out_json"), lang);
         }
-        let store = try_ffi!(ctx.grant_store(), lang);
-        let grants = try_ffi!(store.list(), lang);
+        let grants = try_ffi!(ctx.accounts(), lang);
         let list: Vec<serde_json::Value> = grants.iter().map(|g| describe_grant(g, lang)).collect();
         let raw = try_ffi!(memory::string_into_raw(serde_json::Value::Array(list).to_string()), lang);
         // SAFETY: out_json was checked non-NULL; written only on success.
@@ -114,8 +113,7 @@ pub unsafe extern "C" fn mailoauth_account_remove(
         let lang = ctx.language();
         // SAFETY: NUL-terminated string per the contract (NULL checked).
         let account = try_ffi!(unsafe { strings::required(account, "account") }.and_then(|a| account_name(a, "account")), lang);
-        let store = try_ffi!(ctx.grant_store(), lang);
-        try_ffi!(ctx.tokens().remove(&store, account), lang);
+        try_ffi!(ctx.account_remove(account), lang);
         MAILOAUTH_OK
     }
 }
