@@ -274,11 +274,30 @@ def virtual_size(data):
     return len(data) + data.count(b"\n") - data.count(b"\r\n")
 
 
+def mutf7(name):
+    """IMAP modified UTF-7 (RFC 3501 5.1.3): how Dovecot names folder directories on disk."""
+    out, buf = [], []
+
+    def flush():
+        if buf:
+            raw = "".join(buf).encode("utf-16-be")
+            out.append("&" + base64.b64encode(raw).decode().rstrip("=").replace("/", ",") + "-")
+            buf.clear()
+    for c in name:
+        if 0x20 <= ord(c) <= 0x7e:
+            flush()
+            out.append("&-" if c == "&" else c)
+        else:
+            buf.append(c)
+    flush()
+    return "".join(out)
+
+
 def maildir_for(pattern, user, folder):
     local, _, domain = user.partition("@")
     base = pattern.replace("%d", domain).replace("%n", local).replace("%u", user)
     if folder and folder.upper() != "INBOX":
-        base = os.path.join(base, "." + folder.replace("/", "."))
+        base = os.path.join(base, "." + ".".join(mutf7(p) for p in folder.split("/") if p))
     return base
 
 
@@ -319,24 +338,34 @@ def main():
 
     root = maildir_for(pattern, user, None)
     target = maildir_for(pattern, user, args.folder)
+    # every level of "A/B/C" is a real folder (.A, .A.B, .A.B.C), as on Exchange
+    parts = [p for p in args.folder.split("/") if p] if args.folder.upper() != "INBOX" else []
+    folders = [maildir_for(pattern, user, "/".join(parts[:i + 1])) for i in range(len(parts))]
     made = []
-    for d in [os.path.dirname(os.path.dirname(root)), os.path.dirname(root), root,
-              os.path.join(root, "cur"), os.path.join(root, "new"), os.path.join(root, "tmp"),
-              target, os.path.join(target, "cur"), os.path.join(target, "new"), os.path.join(target, "tmp")]:
+    for d in [os.path.dirname(os.path.dirname(root)), os.path.dirname(root)] + [
+            x for m in [root] + folders for x in (m, os.path.join(m, "cur"), os.path.join(m, "new"),
+                                                  os.path.join(m, "tmp"))]:
         if not os.path.isdir(d):
             os.makedirs(d, mode=0o700, exist_ok=True)
             made.append(d)
-    if target != root:
-        mf = os.path.join(target, "maildirfolder")
+    for m in folders:
+        mf = os.path.join(m, "maildirfolder")
         if not os.path.exists(mf):
             open(mf, "w").close()
             made.append(mf)
+    if folders:  # subscribe every level (Dovecot 2.3 "V\t2" subscriptions file: levels split by TAB)
         subs = os.path.join(root, "subscriptions")
-        name = args.folder
-        lines = open(subs).read().splitlines() if os.path.exists(subs) else []
-        if name not in lines:
+        text = open(subs).read() if os.path.exists(subs) else ""
+        v2 = text.startswith("V\t2\n")
+        sep = "\t" if v2 or not text else "."
+        lines = text.splitlines()
+        new = [sep.join(mutf7(p) for p in parts[:i + 1]) for i in range(len(parts))]
+        new = [n for n in new if n not in lines]
+        if new:
             with open(subs, "a") as f:
-                f.write(name + "\n")
+                if not text:
+                    f.write("V\t2\n\n")
+                f.write("".join(n + "\n" for n in new))
             made.append(subs)
     if uid is not None:
         for p in made:
