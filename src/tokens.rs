@@ -96,7 +96,8 @@ impl Tokens {
     fn warm(&self, store: &GrantStore, account: &str, wanted: Protocols) -> Option<Secret> {
         let memo = self.memo.lock().unwrap_or_else(PoisonError::into_inner);
         let m = memo.get(account)?;
-        if m.grant.state != GrantState::Ok || !m.grant.protocols.covers(wanted) {
+        // A throttled grant still hands out its valid token (as MSAL does).
+        if m.grant.state == GrantState::ConsentRequired || !m.grant.protocols.covers(wanted) {
             return None;
         }
         let at = m.grant.access_token.as_ref()?;
@@ -140,7 +141,7 @@ impl Tokens {
         }
         let t = now();
         if !force_refresh
-            && grant.state == GrantState::Ok
+            && grant.state != GrantState::ConsentRequired
             && let Some(at) = grant
                 .access_token
                 .as_ref()
