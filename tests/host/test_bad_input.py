@@ -254,3 +254,35 @@ def test_op_result_before_done_then_cancel(lib, raw, ctx, consent):
             op.result()
         assert e.value.code == mo.CANCELLED
     assert ctx.account_list() == []
+
+
+def test_pending_sets_no_last_error(lib, ctx, consent):
+    """Every export clears the thread's last error on entry and sets it only
+    on failure (ffi conventions 2.6); PENDING is no failure."""
+    with ctx.consent_begin({"account": ALICE, "flow": "browser"}) as op:
+        with pytest.raises(mo.MailOAuthError):
+            ctx.token_get(ALICE, "imap", 64)
+        assert op.wait(0) == mo.PENDING
+        assert lib.last_error() == {"code": 0, "name": "OK"}
+
+
+def test_store_callback_failures_are_cache_io(lib, stack, tmp_path):
+    """A load or save callback that answers non-zero: CACHE_IO, with the
+    callback's value in the last error."""
+    from conftest import make_config
+
+    cfg = make_config(stack, tmp_path / "unused")
+    with lib.context(cfg) as c:
+        c.set_store(lambda key, sink: 7, lambda key, data: 0)
+        with pytest.raises(mo.MailOAuthError) as e:
+            c.token_get(ALICE, "imap")
+        assert e.value.code == mo.CACHE_IO, e.value
+        assert "7" in e.value.message
+        with pytest.raises(mo.MailOAuthError) as e:
+            c.account_list()
+        assert e.value.code == mo.CACHE_IO
+        # a callback that raises in Python becomes -1 through the binding
+        c.set_store(lambda key, sink: 1 // 0, lambda key, data: 0)
+        with pytest.raises(mo.MailOAuthError) as e:
+            c.token_get(ALICE, "imap")
+        assert e.value.code == mo.CACHE_IO and "-1" in e.value.message

@@ -126,6 +126,8 @@ def test_browser_consent_then_tokens_in_a_fresh_process(lib, stack, ctx, idp, br
     assert entry["tenant_id"] == stack["idp"]["tenant"]
     assert sorted(entry["protocols"]) == ["imap", "pop3", "smtp"]
     assert entry["state"] == "ok"
+    assert isinstance(entry["since"], int) and isinstance(entry["access_token_expires_at"], int)
+    assert entry["access_token_expires_at"] > entry["since"]
     assert "refresh_token" not in str(entry) and "access_token\"" not in str(entry)
     # this process sees the same
     [mine] = ctx.account_list()
