@@ -3,7 +3,8 @@ library through ctypes, like another instance of the host application (or
 another machine, with a host store). Prints JSON lines on stdout; never a
 token (only a short digest to compare).
 
-  child.py tokens  CONFIG ACCOUNT PROTO...   token_get for each protocol, account_list
+  child.py tokens  CONFIG ACCOUNT [--flags=N] PROTO...
+                   token_get for each protocol, then account_list
   child.py loop    CONFIG ACCOUNT PROTO THREADS SECONDS [--pg DSN] [--key HEX]
                    prints {"ready":…}, waits for a line on stdin, then THREADS
                    threads call token_get in a loop for SECONDS; prints counts
@@ -61,11 +62,14 @@ def open_context(lib, config_path, pg=None, key_hex=None):
 
 
 def cmd_tokens(lib, config_path, account, *protos):
+    flags = 0
+    if protos and protos[0].startswith("--flags="):
+        flags, protos = int(protos[0].split("=", 1)[1]), protos[1:]
     ctx, _ = open_context(lib, config_path)
     results = {}
     for p in protos:
         try:
-            results[p] = {"ok": True, "digest": digest(ctx.token_get(account, p, 0))}
+            results[p] = {"ok": True, "digest": digest(ctx.token_get(account, p, flags))}
         except mo.MailOAuthError as e:
             results[p] = {"ok": False, **err_dict(e)}
     try:

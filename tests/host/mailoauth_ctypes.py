@@ -33,7 +33,6 @@ import threading
 from ctypes import (
     CFUNCTYPE,
     POINTER,
-    c_char,
     c_char_p,
     c_int32,
     c_int64,

@@ -11,7 +11,7 @@ from ctypes import byref, c_void_p
 import pytest
 
 import mailoauth_ctypes as mo
-from conftest import ALICE, need
+from stackutil import ALICE, need
 
 SENTINEL = 0x5EED
 
@@ -137,7 +137,7 @@ def test_blob_set_with_a_foreign_sink_inside_a_load_callback(lib, raw, stack, tm
     """Inside a load callback only the sink passed to it is accepted; a
     sink from an earlier callback, a made-up pointer or a negative length
     are INVALID_ARGUMENT, and the right sink still works afterwards."""
-    from conftest import make_config
+    from stackutil import make_config
 
     cfg = make_config(stack, tmp_path / "unused")
     cfg["cache"] = {"protection": "none", "path": None}
@@ -269,7 +269,7 @@ def test_pending_sets_no_last_error(lib, ctx, consent):
 def test_store_callback_failures_are_cache_io(lib, stack, tmp_path):
     """A load or save callback that answers non-zero: CACHE_IO, with the
     callback's value in the last error."""
-    from conftest import make_config
+    from stackutil import make_config
 
     cfg = make_config(stack, tmp_path / "unused")
     with lib.context(cfg) as c:

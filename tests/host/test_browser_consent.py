@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 import mailoauth_ctypes as mo
-from conftest import ALICE, SCOPES, run_child
+from stackutil import ALICE, SCOPES, run_child
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 import mailoauth_ctypes as mo
-from conftest import ALICE, auto_consent, run_loop_children
+from stackutil import ALICE, auto_consent, run_loop_children
 
 PROCESSES = 2
 THREADS = 8

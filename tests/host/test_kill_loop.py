@@ -25,7 +25,7 @@ import time
 import pytest
 
 import mailoauth_ctypes as mo
-from conftest import ALICE, CHILD, auto_consent, read_json_line
+from stackutil import ALICE, CHILD, auto_consent, read_json_line
 
 KILLS_MICROSOFT = 300
 KILLS_STRICT = 100

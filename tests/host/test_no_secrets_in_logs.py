@@ -16,7 +16,7 @@ import time
 import pytest
 
 import mailoauth_ctypes as mo
-from conftest import ALICE, auto_consent
+from stackutil import ALICE, auto_consent
 
 pytestmark = pytest.mark.usefixtures("need_consent")
 

@@ -21,7 +21,7 @@ import tempfile
 import pytest
 
 import mailoauth_ctypes as mo
-from conftest import ALICE, auto_consent, make_config, run_loop_children
+from stackutil import ALICE, auto_consent, make_config, run_loop_children
 
 PROCESSES = 2
 THREADS = 4
