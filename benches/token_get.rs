@@ -9,7 +9,6 @@
 //! costs about 11 µs on these machines (reference figure).
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::ffi::{CStr, CString, c_char};
