@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # tests/c/run.sh: build libmailoauth (debug) and run the C boundary tests
+# (test_foundation.c; test_tokens.c, which needs the local stack of
+# tests/stack/up.sh running)
 #   1. with AddressSanitizer + UBSan on the C side (the Rust library stays
 #      uninstrumented; its malloc/free go through ASan's interceptors), and
 #   2. an uninstrumented build under valgrind (definite leaks are errors;
@@ -31,20 +33,22 @@ export MAILOAUTH_TEST_CA_PEM="$CA_PEM"
 
 CFLAGS=(-std=c11 -Wall -Wextra -Werror -g -I"$ROOT/include" -I"$HERE")
 LDFLAGS=(-L"$LIBDIR" -lmailoauth -Wl,-rpath,"$LIBDIR" -lpthread)
-SRC="$HERE/test_foundation.c"
+PROGRAMS=(test_foundation test_tokens)
 
-echo "== compile (ASan + UBSan)"
-"$CC" "${CFLAGS[@]}" -fsanitize=address,undefined -fno-omit-frame-pointer \
-    -o "$BUILD/test_foundation_asan" "$SRC" "${LDFLAGS[@]}"
-# as rustls-ffi does: make sure ASan really got linked in
-# (grep the whole listing: "nm | grep -q" would die of SIGPIPE under pipefail)
-if ! nm "$BUILD/test_foundation_asan" | grep -c __asan_init >/dev/null; then
-    echo "run.sh: __asan_init not found in the ASan build" >&2
-    exit 1
-fi
+for prog in "${PROGRAMS[@]}"; do
+    echo "== compile $prog (ASan + UBSan)"
+    "$CC" "${CFLAGS[@]}" -fsanitize=address,undefined -fno-omit-frame-pointer \
+        -o "$BUILD/${prog}_asan" "$HERE/$prog.c" "${LDFLAGS[@]}"
+    # as rustls-ffi does: make sure ASan really got linked in
+    # (grep the whole listing: "nm | grep -q" would die of SIGPIPE under pipefail)
+    if ! nm "$BUILD/${prog}_asan" | grep -c __asan_init >/dev/null; then
+        echo "run.sh: __asan_init not found in the ASan build of $prog" >&2
+        exit 1
+    fi
 
-echo "== compile (plain)"
-"$CC" "${CFLAGS[@]}" -o "$BUILD/test_foundation" "$SRC" "${LDFLAGS[@]}"
+    echo "== compile $prog (plain)"
+    "$CC" "${CFLAGS[@]}" -o "$BUILD/$prog" "$HERE/$prog.c" "${LDFLAGS[@]}"
+done
 
 status=0
 summary=()
@@ -71,12 +75,16 @@ run_one() {
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1"
 export LSAN_OPTIONS="suppressions=$HERE/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-run_one asan "$BUILD/test_foundation_asan"
+for prog in "${PROGRAMS[@]}"; do
+    run_one "asan-$prog" "$BUILD/${prog}_asan"
+done
 unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
 
 if [[ "${SKIP_VALGRIND:-0}" != 1 ]]; then
-    run_one valgrind valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
-        --show-leak-kinds=definite --track-origins=yes --quiet "$BUILD/test_foundation"
+    for prog in "${PROGRAMS[@]}"; do
+        run_one "valgrind-$prog" valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+            --show-leak-kinds=definite --track-origins=yes --quiet "$BUILD/$prog"
+    done
 fi
 
 echo "== summary"

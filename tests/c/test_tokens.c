@@ -1,0 +1,1867 @@
+/* tests/c/test_tokens.c: consent operations, tokens, accounts, the host
+ * store and the cache functions of the mailoauth C ABI, tested from C
+ * against include/mailoauth.h and the local identity imitation
+ * (tests/stack/idp).
+ *
+ * Exports covered: mailoauth_consent_begin, mailoauth_op_wait,
+ * mailoauth_op_info, mailoauth_op_result, mailoauth_op_cancel,
+ * mailoauth_op_free, mailoauth_token_get (+ MAILOAUTH_TOKEN_FORCE_REFRESH),
+ * mailoauth_account_list, mailoauth_account_remove,
+ * mailoauth_context_set_store, mailoauth_blob_set,
+ * mailoauth_context_set_cache_key, mailoauth_cache_reset.
+ *
+ * Every export gets a success test, NULL tests (each pointer argument and
+ * each output pointer: INVALID_ARGUMENT naming the parameter, outputs
+ * untouched) and bad-input tests (bad UTF-8, bad request JSON, wrong state,
+ * stale handles, unknown flags, wrong lengths). The scenarios drive the
+ * browser consent end to end as a browser would: GET the authorize URL from
+ * the IdP (auto_consent answers with a 302 at once) and follow its Location
+ * to the library's loopback listener, over a tiny HTTP/1.1 client.
+ *
+ * Prints one line per failing check with file:line and ends with
+ * "N passed, N failed"; exits non-zero on failure.
+ *
+ * Environment:
+ *   MAILOAUTH_STACK_FILE    the stack file of tests/stack/up.sh
+ *                           (default /tmp/mailoauth-stack.json); required
+ *   MAILOAUTH_TEST_TIMEOUT  watchdog in seconds (default 600)
+ *
+ * Build: see tests/c/run.sh (ASan+UBSan build and a valgrind run). */
+#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700
+#define _DEFAULT_SOURCE /* mkdtemp, strncasecmp */
+
+#include "mailoauth.h"
+#include "testutil.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+/* A pointer value that the library must not write into an output on failure. */
+#define SENTINEL_CTX ((mailoauth_context *)(uintptr_t)0x5e5e5e5e)
+#define SENTINEL_OP ((mailoauth_op *)(uintptr_t)0x5e5e5e5e)
+#define SENTINEL_STR ((char *)(uintptr_t)0x5e5e5e5e)
+
+#define ALICE "alice@contoso.test"
+#define BOB "bob@contoso.test"
+#define CAROL "carol@contoso.test"
+
+/* -------------------------------------------------------------- helpers */
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {}
+}
+
+/* 1 if needle occurs in hay[0..len) (memmem without _GNU_SOURCE). */
+static int mem_find(const void *hay, size_t len, const void *needle, size_t nlen)
+{
+    const unsigned char *h = hay;
+    if (nlen == 0) return 1;
+    for (size_t k = 0; k + nlen <= len; k++)
+        if (h[k] == *(const unsigned char *)needle && memcmp(h + k, needle, nlen) == 0) return 1;
+    return 0;
+}
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const char *code_name(int32_t code)
+{
+    const char *s = mailoauth_result_str(code);
+    return s ? s : "(null)";
+}
+
+/* The calling thread's last error, parsed. */
+typedef struct {
+    char *json;          /* malloc'd copy of the JSON, or NULL */
+    jval *root;          /* parsed, or NULL */
+    long long code;      /* -1 if unreadable */
+    const char *name;    /* "" if absent */
+    const char *message; /* "" if absent */
+} lasterr;
+
+static void le_get(lasterr *e)
+{
+    memset(e, 0, sizeof *e);
+    e->code = -1;
+    e->name = "";
+    e->message = "";
+    char *j = NULL;
+    int32_t rc = mailoauth_last_error(&j);
+    if (rc != MAILOAUTH_OK || j == NULL) return;
+    e->json = strdup(j);
+    mailoauth_string_free(j);
+    e->root = jparse(e->json, NULL);
+    if (e->root == NULL) return;
+    long long c;
+    if (jint(e->root, "code", &c)) e->code = c;
+    if (jstr(e->root, "name")) e->name = jstr(e->root, "name");
+    if (jstr(e->root, "message")) e->message = jstr(e->root, "message");
+}
+
+static void le_free(lasterr *e)
+{
+    jfree(e->root);
+    free(e->json);
+    memset(e, 0, sizeof *e);
+}
+
+/* A malloc'd copy of the calling thread's last error JSON ("" if unreadable). */
+static char *le_json(void)
+{
+    char *j = NULL;
+    if (mailoauth_last_error(&j) != MAILOAUTH_OK || j == NULL) return strdup("");
+    char *c = strdup(j);
+    mailoauth_string_free(j);
+    return c;
+}
+
+/* Checks that rc is want and that the last error matches rc: same code, the
+ * exact name, a non-empty UTF-8 message, no null-valued keys, and (if needle
+ * is given) a message naming it. Reads the last error right away. */
+static int expect_err_at(const char *file, int line, const char *what, int32_t rc, int32_t want, const char *needle)
+{
+    lasterr e;
+    le_get(&e);
+    char problem[256] = "";
+    if (rc != want) snprintf(problem, sizeof problem, "wrong result code");
+    else if (e.root == NULL) snprintf(problem, sizeof problem, "last error is not valid JSON");
+    else if (e.code != rc) snprintf(problem, sizeof problem, "last error code differs from the result");
+    else if (strcmp(e.name, code_name(rc)) != 0) snprintf(problem, sizeof problem, "last error name differs from result_str");
+    else if (e.message[0] == 0) snprintf(problem, sizeof problem, "empty message");
+    else if (!tu_utf8_valid(e.message, strlen(e.message))) snprintf(problem, sizeof problem, "message is not UTF-8");
+    else if (jhas_null_member(e.root)) snprintf(problem, sizeof problem, "last error has a null-valued key (keys only when known)");
+    else if (needle != NULL && strstr(e.message, needle) == NULL)
+        snprintf(problem, sizeof problem, "message does not name '%s'", needle);
+    int ok = problem[0] == 0;
+    tu_check(ok, file, line, what, "%s: got %d %s, want %d %s; last error %s", problem, rc, code_name(rc), want,
+             code_name(want), e.json ? e.json : "(unreadable)");
+    le_free(&e);
+    return ok;
+}
+#define EXPECT_ERR(call, want, needle) expect_err_at(__FILE__, __LINE__, #call, (call), (want), (needle))
+
+static int expect_ok_at(const char *file, int line, const char *what, int32_t rc)
+{
+    if (rc == MAILOAUTH_OK) return tu_check(1, file, line, what, "%s", "");
+    lasterr e;
+    le_get(&e);
+    tu_check(0, file, line, what, "got %d %s; last error %s", rc, code_name(rc), e.json ? e.json : "(unreadable)");
+    le_free(&e);
+    return 0;
+}
+#define EXPECT_OK(call) expect_ok_at(__FILE__, __LINE__, #call, (call))
+
+static int32_t ctx_new(const char *json, mailoauth_context **out)
+{
+    return mailoauth_context_new(json, MAILOAUTH_ABI_VERSION, out);
+}
+
+/* Watchdog: a hang (deadlock in the library) must not stall CI forever. */
+static void on_alarm(int sig)
+{
+    (void)sig;
+    static const char msg[] = "test_tokens.c: FAIL: watchdog: the test hung (deadlock?)\n0 passed, 1 failed\n";
+    ssize_t r = write(STDOUT_FILENO, msg, sizeof msg - 1);
+    (void)r;
+    _exit(3);
+}
+
+static int env_int(const char *name, int dflt)
+{
+    const char *v = getenv(name);
+    if (v == NULL || *v == 0) return dflt;
+    int n = atoi(v);
+    return n > 0 ? n : dflt;
+}
+
+static char *read_file(const char *path, size_t *len_out)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap + 1);
+    size_t n;
+    while (buf && (n = fread(buf + len, 1, cap - len, f)) > 0) {
+        len += n;
+        if (len == cap) {
+            char *nb = realloc(buf, cap * 2 + 1);
+            if (!nb) { free(buf); buf = NULL; break; }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (buf) buf[len] = 0;
+    if (len_out) *len_out = len;
+    return buf;
+}
+
+static int write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) return 0;
+    int ok = fwrite(data, 1, len, f) == len;
+    return fclose(f) == 0 && ok;
+}
+
+/* Removes a folder and the files in it (no subfolders expected). */
+static void rm_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *ent;
+        char p[1024];
+        while ((ent = readdir(d)) != NULL) {
+            if (strcmp(ent->d_name, ".") == 0 || strcmp(ent->d_name, "..") == 0) continue;
+            snprintf(p, sizeof p, "%s/%s", dir, ent->d_name);
+            unlink(p);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+/* 1 if a file in dir has a name starting with prefix (the name into found). */
+static int dir_has_prefix(const char *dir, const char *prefix, char *found, size_t found_len)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *ent;
+    int hit = 0;
+    while ((ent = readdir(d)) != NULL) {
+        if (strncmp(ent->d_name, prefix, strlen(prefix)) == 0) {
+            if (found) snprintf(found, found_len, "%s", ent->d_name);
+            hit = 1;
+            break;
+        }
+    }
+    closedir(d);
+    return hit;
+}
+
+static char *make_temp_dir(void)
+{
+    const char *t = getenv("TMPDIR");
+    char tmpl[512];
+    snprintf(tmpl, sizeof tmpl, "%s/mailoauth-ctest-XXXXXX", t && *t ? t : "/tmp");
+    if (mkdtemp(tmpl) == NULL) return NULL;
+    return strdup(tmpl);
+}
+
+/* ------------------------------------------------------ the stack file */
+
+typedef struct {
+    int up;
+    char http[128];    /* "http://127.0.0.1:10080" */
+    int port;          /* the IdP's HTTP port */
+    char tenant[128];
+    char client_id[128];
+} stackinfo;
+
+static stackinfo STACK;
+
+/* The string value after "key": in text (from `from` on); 0 if absent. */
+static int find_json_string(const char *text, const char *key, char *out, size_t out_len)
+{
+    char pat[128];
+    snprintf(pat, sizeof pat, "\"%s\"", key);
+    const char *p = strstr(text, pat);
+    if (!p) return 0;
+    p += strlen(pat);
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+    if (*p++ != ':') return 0;
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+    if (*p++ != '"') return 0;
+    const char *end = strchr(p, '"');
+    if (!end || (size_t)(end - p) >= out_len) return 0;
+    memcpy(out, p, (size_t)(end - p));
+    out[end - p] = 0;
+    return 1;
+}
+
+static void load_stack(void)
+{
+    const char *path = getenv("MAILOAUTH_STACK_FILE");
+    if (!path || !*path) path = "/tmp/mailoauth-stack.json";
+    char *text = read_file(path, NULL);
+    if (!CHECK(text != NULL, "the local stack is not running (no %s): start it with tests/stack/up.sh", path))
+        return;
+    const char *idp = strstr(text, "\"idp\"");
+    int ok = idp && find_json_string(idp, "http", STACK.http, sizeof STACK.http) &&
+             find_json_string(idp, "tenant", STACK.tenant, sizeof STACK.tenant) &&
+             find_json_string(idp, "client_id", STACK.client_id, sizeof STACK.client_id);
+    const char *colon = ok ? strrchr(STACK.http, ':') : NULL;
+    if (ok && strncmp(STACK.http, "http://127.0.0.1:", 17) == 0 && colon) STACK.port = atoi(colon + 1);
+    STACK.up = ok && STACK.port > 0;
+    CHECK(STACK.up, "cannot read idp.http, idp.tenant, idp.client_id from %s", path);
+    free(text);
+}
+
+/* ------------------------------------------------ a tiny HTTP/1.1 client */
+
+typedef struct {
+    int status;      /* 0: no answer */
+    char *head;      /* status line and headers */
+    char *body;
+} http_resp;
+
+static void http_free(http_resp *r)
+{
+    free(r->head);
+    free(r->body);
+    memset(r, 0, sizeof *r);
+}
+
+/* Connects to ip:port (IPv4 or IPv6 literal); -1 on failure (errno set). */
+static int tcp_connect(const char *ip, int port, int timeout_s)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    memset(&ss, 0, sizeof ss);
+    int family;
+    if (strchr(ip, ':')) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET6, ip, &a->sin6_addr) != 1) return -1;
+        sl = sizeof *a;
+        family = AF_INET6;
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET, ip, &a->sin_addr) != 1) return -1;
+        sl = sizeof *a;
+        family = AF_INET;
+    }
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct timeval tv = {timeout_s, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&ss, sl) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+/* One request with "Connection: close"; reads the answer to EOF. */
+static int http_request(int port, const char *host_header, const char *method, const char *target,
+                        const char *json_body, http_resp *r)
+{
+    memset(r, 0, sizeof *r);
+    int fd = tcp_connect("127.0.0.1", port, 60);
+    if (fd < 0) return 0;
+    size_t blen = json_body ? strlen(json_body) : 0;
+    size_t cap = strlen(target) + strlen(host_header) + blen + 256;
+    char *req = malloc(cap);
+    int n;
+    if (json_body)
+        n = snprintf(req, cap,
+                     "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: mailoauth-c-test\r\nAccept: */*\r\n"
+                     "Connection: close\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                     method, target, host_header, blen, json_body);
+    else
+        n = snprintf(req, cap,
+                     "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: mailoauth-c-test\r\nAccept: */*\r\n"
+                     "Connection: close\r\n\r\n",
+                     method, target, host_header);
+    size_t off = 0;
+    while (off < (size_t)n) {
+        ssize_t w = send(fd, req + off, (size_t)n - off, MSG_NOSIGNAL);
+        if (w <= 0) break;
+        off += (size_t)w;
+    }
+    free(req);
+    size_t rcap = 8192, rlen = 0;
+    char *resp = malloc(rcap + 1);
+    for (;;) {
+        if (rlen == rcap) {
+            rcap *= 2;
+            resp = realloc(resp, rcap + 1);
+        }
+        ssize_t got = recv(fd, resp + rlen, rcap - rlen, 0);
+        if (got <= 0) break;
+        rlen += (size_t)got;
+    }
+    close(fd);
+    resp[rlen] = 0;
+    char *sep = strstr(resp, "\r\n\r\n");
+    if (strncmp(resp, "HTTP/1.", 7) != 0 || sep == NULL) {
+        free(resp);
+        return 0;
+    }
+    r->status = atoi(resp + 9);
+    r->head = strndup(resp, (size_t)(sep - resp));
+    r->body = strdup(sep + 4);
+    free(resp);
+    return r->status > 0;
+}
+
+/* A header's value (case-insensitive name) into out; 0 if absent. */
+static int http_header(const http_resp *r, const char *name, char *out, size_t out_len)
+{
+    size_t nl = strlen(name);
+    for (const char *p = r->head; p && *p; ) {
+        const char *eol = strstr(p, "\r\n");
+        size_t ll = eol ? (size_t)(eol - p) : strlen(p);
+        if (ll > nl && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+            const char *v = p + nl + 1;
+            while (*v == ' ') v++;
+            size_t vl = ll - (size_t)(v - p);
+            if (vl >= out_len) return 0;
+            memcpy(out, v, vl);
+            out[vl] = 0;
+            return 1;
+        }
+        p = eol ? eol + 2 : NULL;
+    }
+    return 0;
+}
+
+/* Splits "http://host:port/target"; host "localhost" maps to 127.0.0.1
+ * (the library's listener binds 127.0.0.1 and ::1). */
+static int split_url(const char *url, char *host, size_t host_len, int *port, const char **target)
+{
+    if (strncmp(url, "http://", 7) != 0) return 0;
+    const char *h = url + 7;
+    const char *slash = strchr(h, '/');
+    const char *colon = strchr(h, ':');
+    if (!colon || (slash && colon > slash)) return 0;
+    size_t hl = (size_t)(colon - h);
+    if (hl >= host_len) return 0;
+    memcpy(host, h, hl);
+    host[hl] = 0;
+    *port = atoi(colon + 1);
+    *target = slash ? slash : "/";
+    return *port > 0;
+}
+
+/* Sends method url (an http:// URL on loopback) and returns the answer. */
+static int http_url(const char *method, const char *url, const char *json_body, http_resp *r)
+{
+    char host[256];
+    int port;
+    const char *target;
+    memset(r, 0, sizeof *r);
+    if (!split_url(url, host, sizeof host, &port, &target)) return 0;
+    if (strcmp(host, "localhost") != 0 && strcmp(host, "127.0.0.1") != 0) return 0;
+    char host_header[300];
+    snprintf(host_header, sizeof host_header, "%s:%d", host, port);
+    return http_request(port, host_header, method, target, json_body, r);
+}
+
+/* POST /admin/... on the IdP; returns the HTTP status (0: no answer). */
+static int idp_admin(const char *path, const char *json_body, char **body_out)
+{
+    http_resp r;
+    char host_header[64];
+    snprintf(host_header, sizeof host_header, "127.0.0.1:%d", STACK.port);
+    http_request(STACK.port, host_header, json_body ? "POST" : "GET", path, json_body, &r);
+    int st = r.status;
+    if (body_out) *body_out = r.body ? strdup(r.body) : NULL;
+    http_free(&r);
+    return st;
+}
+
+/* The IdP's count of successful refresh_token grants (-1 if unreadable). */
+static long long idp_refresh_count(void)
+{
+    char *body = NULL;
+    long long n = -1;
+    if (idp_admin("/admin/counters", NULL, &body) == 200 && body) {
+        jval *v = jparse(body, NULL);
+        if (!jint(v, "token.refresh_token", &n)) n = -1;
+        jfree(v);
+    }
+    free(body);
+    return n;
+}
+
+static void idp_reset(void)
+{
+    if (!STACK.up) return;
+    CHECK(idp_admin("/admin/reset", "{}", NULL) == 200, "POST /admin/reset");
+    CHECK(idp_admin("/admin/settings", "{\"auto_consent\": true}", NULL) == 200, "POST /admin/settings auto_consent");
+}
+
+/* ------------------------------------------------------------- configs */
+
+static void config_json(char *buf, size_t len, const char *cache)
+{
+    snprintf(buf, len,
+             "{\"provider\":\"custom\",\"authority\":\"%s\",\"allow_plaintext_loopback\":true,"
+             "\"tenant\":\"%s\",\"client_id\":\"%s\","
+             "\"scopes\":{\"smtp\":\"https://outlook.office.com/SMTP.Send\","
+             "\"imap\":\"https://outlook.office.com/IMAP.AccessAsUser.All\","
+             "\"pop3\":\"https://outlook.office.com/POP.AccessAsUser.All\"},"
+             "\"browser\":\"none\",\"cache\":%s}",
+             STACK.up ? STACK.http : "http://127.0.0.1:9", STACK.up ? STACK.tenant : "organizations",
+             STACK.up ? STACK.client_id : "00000000-0000-0000-0000-0000000000a1", cache);
+}
+
+/* A context whose cache is the plaintext file store in dir. */
+static mailoauth_context *file_ctx(const char *dir)
+{
+    char cache[1200], cfg[4096];
+    snprintf(cache, sizeof cache, "{\"protection\":\"none\",\"path\":\"%s\"}", dir);
+    config_json(cfg, sizeof cfg, cache);
+    mailoauth_context *ctx = NULL;
+    if (!EXPECT_OK(ctx_new(cfg, &ctx))) return NULL;
+    return ctx;
+}
+
+/* --------------------------------------------------- driving a consent */
+
+static char *op_info_json(mailoauth_op *op, jval **parsed)
+{
+    char *j = NULL;
+    *parsed = NULL;
+    if (mailoauth_op_info(op, &j) != MAILOAUTH_OK || j == NULL) return NULL;
+    char *c = strdup(j);
+    mailoauth_string_free(j);
+    *parsed = jparse(c, NULL);
+    return c;
+}
+
+static int op_state_is(mailoauth_op *op, const char *state)
+{
+    jval *v;
+    char *j = op_info_json(op, &v);
+    const char *s = jstr(v, "state");
+    int ok = s && strcmp(s, state) == 0;
+    jfree(v);
+    free(j);
+    return ok;
+}
+
+/* Decodes %XX in place. */
+static void url_decode(char *s)
+{
+    char *o = s;
+    for (; *s; s++) {
+        if (*s == '%' && s[1] && s[2]) {
+            char hex[3] = {s[1], s[2], 0};
+            *o++ = (char)strtol(hex, NULL, 16);
+            s += 2;
+        } else {
+            *o++ = *s;
+        }
+    }
+    *o = 0;
+}
+
+/* The loopback port of the op's redirect_uri (from its authorize_url); 0 if unknown. */
+static int op_listener_port(mailoauth_op *op)
+{
+    jval *v;
+    char *j = op_info_json(op, &v);
+    const char *url = jstr(v, "authorize_url");
+    int port = 0;
+    const char *p = url ? strstr(url, "redirect_uri=") : NULL;
+    if (p) {
+        char ru[512];
+        p += strlen("redirect_uri=");
+        size_t n = strcspn(p, "&");
+        if (n < sizeof ru) {
+            memcpy(ru, p, n);
+            ru[n] = 0;
+            url_decode(ru);
+            char host[256];
+            const char *target;
+            if (!split_url(ru, host, sizeof host, &port, &target)) port = 0;
+        }
+    }
+    jfree(v);
+    free(j);
+    return port;
+}
+
+/* 1 if something accepts connections on ip:port. */
+static int port_open(const char *ip, int port)
+{
+    int fd = tcp_connect(ip, port, 2);
+    if (fd < 0) return 0;
+    close(fd);
+    return 1;
+}
+
+/* Waits up to ms for ip:port to refuse connections; 1 if it does. */
+static int port_closes(const char *ip, int port, int ms)
+{
+    long long end = now_ms() + ms;
+    do {
+        if (!port_open(ip, port)) return 1;
+        sleep_ms(50);
+    } while (now_ms() < end);
+    return 0;
+}
+
+/* Completes a browser consent as a browser would: GET the authorize URL
+ * (auto_consent: a 302 at once), follow the Location to the loopback
+ * listener and read its page. */
+static int drive_browser_at(const char *file, int line, mailoauth_op *op)
+{
+    jval *v;
+    char *j = op_info_json(op, &v);
+    const char *url = jstr(v, "authorize_url");
+    int ok = tu_check(url != NULL, file, line, "op_info has an authorize_url", "info %s", j ? j : "(null)");
+    if (ok) {
+        http_resp r;
+        http_url("GET", url, NULL, &r);
+        char loc[4096] = "";
+        ok = tu_check(r.status == 302 && http_header(&r, "Location", loc, sizeof loc), file, line,
+                      "GET authorize_url answers 302 with a Location", "status %d", r.status);
+        http_free(&r);
+        if (ok) {
+            ok = tu_check(strncmp(loc, "http://localhost:", 17) == 0 || strncmp(loc, "http://127.0.0.1:", 17) == 0,
+                          file, line, "the Location goes to the loopback listener", "%s", loc);
+        }
+        if (ok) {
+            http_url("GET", loc, NULL, &r);
+            ok = tu_check(r.status == 200, file, line, "the loopback listener answers the redirect with 200",
+                          "status %d", r.status);
+            http_free(&r);
+        }
+    }
+    jfree(v);
+    free(j);
+    return ok;
+}
+#define DRIVE_BROWSER(op) drive_browser_at(__FILE__, __LINE__, (op))
+
+/* Begins a browser consent for account, drives it and waits; 1 on success. */
+static int consent_at(const char *file, int line, mailoauth_context *ctx, const char *account)
+{
+    char req[512];
+    snprintf(req, sizeof req, "{\"account\":\"%s\",\"flow\":\"browser\",\"timeout_s\":120}", account);
+    mailoauth_op *op = NULL;
+    if (!expect_ok_at(file, line, "mailoauth_consent_begin", mailoauth_consent_begin(ctx, req, &op))) return 0;
+    int ok = drive_browser_at(file, line, op) &&
+             expect_ok_at(file, line, "mailoauth_op_wait after the browser flow", mailoauth_op_wait(op, 60000));
+    mailoauth_op_free(op);
+    return ok;
+}
+#define CONSENT(ctx, account) consent_at(__FILE__, __LINE__, (ctx), (account))
+
+/* token_get into a malloc'd copy (NULL on failure, *rc set). */
+static char *token_copy(mailoauth_context *ctx, const char *account, const char *protocols, int32_t flags, int32_t *rc)
+{
+    char *t = SENTINEL_STR;
+    *rc = mailoauth_token_get(ctx, account, protocols, flags, &t);
+    if (*rc != MAILOAUTH_OK) {
+        CHECK(t == SENTINEL_STR, "token_get wrote *out_token although it failed with %d", *rc);
+        return NULL;
+    }
+    char *c = t ? strdup(t) : NULL;
+    mailoauth_secret_free(t);
+    return c;
+}
+
+static int token_plausible(const char *t)
+{
+    if (t == NULL || strlen(t) < 1000) return 0;
+    for (const char *p = t; *p; p++)
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) return 0;
+    return 1;
+}
+
+/* The account_list document, parsed (caller jfree()s); *raw gets the text. */
+static jval *account_list(mailoauth_context *ctx, char **raw)
+{
+    char *j = SENTINEL_STR;
+    *raw = NULL;
+    if (!EXPECT_OK(mailoauth_account_list(ctx, &j))) return NULL;
+    *raw = strdup(j ? j : "");
+    mailoauth_string_free(j);
+    const char *err = NULL;
+    jval *v = jparse(*raw, &err);
+    CHECK(v != NULL && v->t == J_ARR, "account_list is a JSON array: %s: %s", err ? err : "", *raw);
+    return v;
+}
+
+static const jval *list_entry(const jval *list, const char *account)
+{
+    for (size_t k = 0; list && list->t == J_ARR && k < list->count; k++) {
+        const char *a = jstr(list->items[k], "account");
+        if (a && strcmp(a, account) == 0) return list->items[k];
+    }
+    return NULL;
+}
+
+/* ============================================================ offline tests */
+
+/* Invalid UTF-8 strings (as C strings). */
+static const char *BAD_UTF8[] = {
+    "\xff",
+    "alice\xc0\xaf@contoso.test",  /* overlong '/' */
+    "\xed\xa0\x80@contoso.test",   /* UTF-16 surrogate */
+    "alice@contoso.test\xe2\x82",  /* truncated sequence */
+};
+#define NBAD_UTF8 (sizeof BAD_UTF8 / sizeof BAD_UTF8[0])
+
+static void test_consent_begin_arguments(mailoauth_context *ctx)
+{
+    const char *req = "{\"account\":\"" ALICE "\",\"timeout_s\":60}";
+    mailoauth_op *op = SENTINEL_OP;
+    EXPECT_ERR(mailoauth_consent_begin(NULL, req, &op), MAILOAUTH_INVALID_ARGUMENT, "ctx");
+    CHECK(op == SENTINEL_OP, "*out written on failure");
+    EXPECT_ERR(mailoauth_consent_begin(ctx, NULL, &op), MAILOAUTH_INVALID_ARGUMENT, "request_json");
+    CHECK(op == SENTINEL_OP, "*out written on failure");
+    EXPECT_ERR(mailoauth_consent_begin(ctx, req, NULL), MAILOAUTH_INVALID_ARGUMENT, "out");
+    EXPECT_ERR(mailoauth_consent_begin(NULL, NULL, NULL), MAILOAUTH_INVALID_ARGUMENT, NULL);
+
+    /* a pointer that never was a context (the handle table refuses it) */
+    int not_a_handle = 0;
+    EXPECT_ERR(mailoauth_consent_begin((mailoauth_context *)&not_a_handle, req, &op), MAILOAUTH_INVALID_ARGUMENT, "ctx");
+    CHECK(op == SENTINEL_OP, "*out written on failure");
+
+    /* bad UTF-8: INVALID_ARGUMENT, never repaired */
+    for (size_t k = 0; k < NBAD_UTF8; k++) {
+        char json[256];
+        snprintf(json, sizeof json, "{\"account\":\"%s\"}", BAD_UTF8[k]);
+        op = SENTINEL_OP;
+        EXPECT_ERR(mailoauth_consent_begin(ctx, json, &op), MAILOAUTH_INVALID_ARGUMENT, "request_json");
+        CHECK(op == SENTINEL_OP, "*out written on failure (bad UTF-8 #%zu)", k);
+    }
+    op = SENTINEL_OP;
+    EXPECT_ERR(mailoauth_consent_begin(ctx, "{\"\xfe\":1}", &op), MAILOAUTH_INVALID_ARGUMENT, "request_json");
+
+    /* malformed JSON, unknown keys, wrong types, out-of-range values: INVALID_CONFIG */
+    static const struct { const char *json; const char *needle; } bad_config[] = {
+        {"", NULL},
+        {"{", NULL},
+        {"{\"account\":\"" ALICE "\",}", NULL},
+        {"[1]", NULL},
+        {"\"browser\"", NULL},
+        {"null", NULL},
+        {"{\"account\":\"" ALICE "\"} x", NULL},
+        {"{\"acount\":\"" ALICE "\"}", "acount"},
+        {"{\"account\":\"" ALICE "\",\"zz_future_key\":true}", "zz_future_key"},
+        {"{\"account\":42}", "account"},
+        {"{\"protocols\":\"smtp\"}", "protocols"},
+        {"{\"flow\":1}", "flow"},
+        {"{\"timeout_s\":0}", "timeout_s"},
+        {"{\"timeout_s\":\"60\"}", "timeout_s"},
+        {"{\"account\":\"" ALICE "\",\"account\":\"" BOB "\"}", NULL}, /* duplicate key */
+    };
+    for (size_t k = 0; k < sizeof bad_config / sizeof bad_config[0]; k++) {
+        op = SENTINEL_OP;
+        expect_err_at(__FILE__, __LINE__, bad_config[k].json, mailoauth_consent_begin(ctx, bad_config[k].json, &op),
+                      MAILOAUTH_INVALID_CONFIG, bad_config[k].needle);
+        CHECK(op == SENTINEL_OP, "*out written on failure (%s)", bad_config[k].json);
+    }
+
+    /* unknown enum text and CR/LF in the account: INVALID_ARGUMENT */
+    static const struct { const char *json; const char *needle; } bad_arg[] = {
+        {"{\"flow\":\"fax\"}", "flow"},
+        {"{\"prompt\":\"maybe\"}", "prompt"},
+        {"{\"protocols\":[\"smtp\",\"fax\"]}", "fax"},
+        {"{\"account\":\"alice@contoso.test\\r\\nX-Evil: 1\"}", "account"},
+        {"{\"account\":\"alice\\u0000@contoso.test\"}", "account"},
+    };
+    for (size_t k = 0; k < sizeof bad_arg / sizeof bad_arg[0]; k++) {
+        op = SENTINEL_OP;
+        expect_err_at(__FILE__, __LINE__, bad_arg[k].json, mailoauth_consent_begin(ctx, bad_arg[k].json, &op),
+                      MAILOAUTH_INVALID_ARGUMENT, bad_arg[k].needle);
+        CHECK(op == SENTINEL_OP, "*out written on failure (%s)", bad_arg[k].json);
+    }
+}
+
+/* Wrong state for consent_begin: the configured redirect.port is in use. */
+static void test_consent_begin_port_in_use(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t sl = sizeof a;
+    if (!CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && listen(fd, 4) == 0 &&
+                   getsockname(fd, (struct sockaddr *)&a, &sl) == 0,
+               "a listening socket for the port-in-use test: %s", strerror(errno))) {
+        if (fd >= 0) close(fd);
+        return;
+    }
+    int port = ntohs(a.sin_port);
+    char cache[128], cfg[4096];
+    snprintf(cache, sizeof cache, "{\"protection\":\"none\",\"path\":\"/nonexistent-mailoauth-ctest\"},"
+                                  "\"redirect\":{\"host\":\"localhost\",\"port\":%d}", port);
+    config_json(cfg, sizeof cfg, cache);
+    mailoauth_context *ctx = NULL;
+    if (EXPECT_OK(ctx_new(cfg, &ctx))) {
+        mailoauth_op *op = SENTINEL_OP;
+        EXPECT_ERR(mailoauth_consent_begin(ctx, "{\"account\":\"" ALICE "\"}", &op), MAILOAUTH_INVALID_STATE, NULL);
+        CHECK(op == SENTINEL_OP, "*out written on failure");
+        mailoauth_context_free(ctx);
+    }
+    close(fd);
+}
+
+static void test_op_null_arguments(void)
+{
+    char *j = SENTINEL_STR;
+    EXPECT_ERR(mailoauth_op_wait(NULL, 0), MAILOAUTH_INVALID_ARGUMENT, "op");
+    EXPECT_ERR(mailoauth_op_wait(NULL, -1), MAILOAUTH_INVALID_ARGUMENT, "op");
+    EXPECT_ERR(mailoauth_op_info(NULL, &j), MAILOAUTH_INVALID_ARGUMENT, "op");
+    CHECK(j == SENTINEL_STR, "*out_json written on failure");
+    EXPECT_ERR(mailoauth_op_result(NULL, &j), MAILOAUTH_INVALID_ARGUMENT, "op");
+    CHECK(j == SENTINEL_STR, "*out_json written on failure");
+    EXPECT_ERR(mailoauth_op_cancel(NULL), MAILOAUTH_INVALID_ARGUMENT, "op");
+    mailoauth_op_free(NULL);
+    CHECK(1, "op_free(NULL) is a no-op");
+
+    /* a pointer that never was an op */
+    int not_a_handle = 0;
+    mailoauth_op *fake = (mailoauth_op *)&not_a_handle;
+    EXPECT_ERR(mailoauth_op_wait(fake, 0), MAILOAUTH_INVALID_ARGUMENT, "op");
+    EXPECT_ERR(mailoauth_op_info(fake, &j), MAILOAUTH_INVALID_ARGUMENT, "op");
+    EXPECT_ERR(mailoauth_op_result(fake, &j), MAILOAUTH_INVALID_ARGUMENT, "op");
+    EXPECT_ERR(mailoauth_op_cancel(fake), MAILOAUTH_INVALID_ARGUMENT, "op");
+    mailoauth_op_free(fake);
+    CHECK(not_a_handle == 0 && j == SENTINEL_STR, "a foreign pointer was written through");
+}
+
+/* NULL and bad inputs of token_get, account_list, account_remove, set_cache_key,
+ * cache_reset, set_store, blob_set (outside a load callback). */
+static void test_context_call_arguments(mailoauth_context *ctx)
+{
+    char *t = SENTINEL_STR;
+    /* token_get */
+    EXPECT_ERR(mailoauth_token_get(NULL, ALICE, "smtp", 0, &t), MAILOAUTH_INVALID_ARGUMENT, "ctx");
+    EXPECT_ERR(mailoauth_token_get(ctx, NULL, "smtp", 0, &t), MAILOAUTH_INVALID_ARGUMENT, "account");
+    EXPECT_ERR(mailoauth_token_get(ctx, ALICE, "smtp", 0, NULL), MAILOAUTH_INVALID_ARGUMENT, "out_token");
+    EXPECT_ERR(mailoauth_token_get(ctx, ALICE, NULL, 0, NULL), MAILOAUTH_INVALID_ARGUMENT, "out_token");
+    EXPECT_ERR(mailoauth_token_get(ctx, "", "smtp", 0, &t), MAILOAUTH_INVALID_ARGUMENT, "account");
+    EXPECT_ERR(mailoauth_token_get(ctx, "alice@contoso.test\r\n", "smtp", 0, &t), MAILOAUTH_INVALID_ARGUMENT, "account");
+    EXPECT_ERR(mailoauth_token_get(ctx, "alice\n@contoso.test", "smtp", 0, &t), MAILOAUTH_INVALID_ARGUMENT, "account");
+    for (size_t k = 0; k < NBAD_UTF8; k++) {
+        EXPECT_ERR(mailoauth_token_get(ctx, BAD_UTF8[k], "smtp", 0, &t), MAILOAUTH_INVALID_ARGUMENT, "account");
+        EXPECT_ERR(mailoauth_token_get(ctx, ALICE, BAD_UTF8[k], 0, &t), MAILOAUTH_INVALID_ARGUMENT, "protocols");
+    }
+    EXPECT_ERR(mailoauth_token_get(ctx, ALICE, "fax", 0, &t), MAILOAUTH_INVALID_ARGUMENT, "fax");
+    EXPECT_ERR(mailoauth_token_get(ctx, ALICE, "smtp fax", 0, &t), MAILOAUTH_INVALID_ARGUMENT, "fax");
+    EXPECT_ERR(mailoauth_token_get(ctx, ALICE, "SMTP\r\n", 0, &t), MAILOAUTH_INVALID_ARGUMENT, NULL);
+    const int32_t bad_flags[] = {2, 3, 4, 0x100, INT32_MIN, -1, INT32_MAX};
+    for (size_t k = 0; k < sizeof bad_flags / sizeof bad_flags[0]; k++) {
+        char what[64];
+        snprintf(what, sizeof what, "token_get flags %d", bad_flags[k]);
+        expect_err_at(__FILE__, __LINE__, what, mailoauth_token_get(ctx, ALICE, "smtp", bad_flags[k], &t),
+                      MAILOAUTH_INVALID_ARGUMENT, "flags");
+    }
+    CHECK(t == SENTINEL_STR, "*out_token written on failure");
+    /* no grant yet: CONSENT_REQUIRED, with and without FORCE_REFRESH */
+    EXPECT_ERR(mailoauth_token_get(ctx, "nobody@contoso.test", "smtp", 0, &t), MAILOAUTH_CONSENT_REQUIRED, NULL);
+    EXPECT_ERR(mailoauth_token_get(ctx, "nobody@contoso.test", NULL, MAILOAUTH_TOKEN_FORCE_REFRESH, &t),
+               MAILOAUTH_CONSENT_REQUIRED, NULL);
+    CHECK(t == SENTINEL_STR, "*out_token written on failure");
+
+    /* account_list */
+    char *j = SENTINEL_STR;
+    EXPECT_ERR(mailoauth_account_list(NULL, &j), MAILOAUTH_INVALID_ARGUMENT, "ctx");
+    EXPECT_ERR(mailoauth_account_list(ctx, NULL), MAILOAUTH_INVALID_ARGUMENT, "out_json");
+    CHECK(j == SENTINEL_STR, "*out_json written on failure");
+    if (EXPECT_OK(mailoauth_account_list(ctx, &j))) {
+        CHECK(j != NULL && strcmp(j, "[]") == 0, "empty store: account_list is [], got %s", j ? j : "(null)");
+        mailoauth_string_free(j);
+    }
+
+    /* account_remove */
+    EXPECT_ERR(mailoauth_account_remove(NULL, ALICE), MAILOAUTH_INVALID_ARGUMENT, "ctx");
+    EXPECT_ERR(mailoauth_account_remove(ctx, NULL), MAILOAUTH_INVALID_ARGUMENT, "account");
+    EXPECT_ERR(mailoauth_account_remove(ctx, ""), MAILOAUTH_INVALID_ARGUMENT, "account");
+    EXPECT_ERR(mailoauth_account_remove(ctx, "alice@contoso.test\n"), MAILOAUTH_INVALID_ARGUMENT, "account");
+    for (size_t k = 0; k < NBAD_UTF8; k++)
+        EXPECT_ERR(mailoauth_account_remove(ctx, BAD_UTF8[k]), MAILOAUTH_INVALID_ARGUMENT, "account");
+    EXPECT_ERR(mailoauth_account_remove(ctx, "nobody@contoso.test"), MAILOAUTH_NOT_FOUND, NULL);
+
+    /* set_cache_key */
+    uint8_t key[64];
+    for (size_t k = 0; k < sizeof key; k++) key[k] = (uint8_t)(k * 7 + 1);
+    EXPECT_ERR(mailoauth_context_set_cache_key(NULL, key, 32), MAILOAUTH_INVALID_ARGUMENT, "ctx");
+    EXPECT_ERR(mailoauth_context_set_cache_key(ctx, NULL, 32), MAILOAUTH_INVALID_ARGUMENT, "key");
+    EXPECT_ERR(mailoauth_context_set_cache_key(ctx, NULL, 0), MAILOAUTH_INVALID_ARGUMENT, "key");
+    const int64_t bad_len[] = {0, 1, 16, 31, 33, 64, -1, -32, INT64_MIN, INT64_MAX};
+    for (size_t k = 0; k < sizeof bad_len / sizeof bad_len[0]; k++) {
+        char what[64];
+        snprintf(what, sizeof what, "set_cache_key key_len %lld", (long long)bad_len[k]);
+        /* the key buffer holds 64 bytes: a library that read key_len bytes past 64 would trip ASan */
+        expect_err_at(__FILE__, __LINE__, what, mailoauth_context_set_cache_key(ctx, key, bad_len[k]),
+                      MAILOAUTH_INVALID_ARGUMENT, "key_len");
+    }
+    EXPECT_OK(mailoauth_context_set_cache_key(ctx, key, 32));
+    EXPECT_OK(mailoauth_context_set_cache_key(ctx, key + 32, 32)); /* replaces */
+
+    /* cache_reset */
+    EXPECT_ERR(mailoauth_cache_reset(NULL), MAILOAUTH_INVALID_ARGUMENT, "ctx");
+    EXPECT_OK(mailoauth_cache_reset(ctx)); /* an empty store: nothing to move */
+
+    /* set_store: load and save go together; both NULL unregisters */
+    EXPECT_ERR(mailoauth_context_set_store(NULL, NULL, NULL, NULL, NULL), MAILOAUTH_INVALID_ARGUMENT, "ctx");
+
+    /* blob_set outside any load callback */
+    int fake_sink = 0;
+    uint8_t data[4] = {1, 2, 3, 4};
+    EXPECT_ERR(mailoauth_blob_set(NULL, data, 4), MAILOAUTH_INVALID_ARGUMENT, "sink");
+    EXPECT_ERR(mailoauth_blob_set((mailoauth_blob *)&fake_sink, data, 4), MAILOAUTH_INVALID_ARGUMENT, "sink");
+    EXPECT_ERR(mailoauth_blob_set((mailoauth_blob *)&fake_sink, data, -1), MAILOAUTH_INVALID_ARGUMENT, NULL);
+    EXPECT_ERR(mailoauth_blob_set((mailoauth_blob *)&fake_sink, NULL, 0), MAILOAUTH_INVALID_ARGUMENT, "sink");
+    CHECK(fake_sink == 0, "blob_set wrote through a pointer that is no sink");
+}
+
+/* Every context export with a freed context: INVALID_ARGUMENT, no crash. */
+static void test_stale_context(void)
+{
+    char cfg[4096];
+    config_json(cfg, sizeof cfg, "{\"protection\":\"none\",\"path\":\"/nonexistent-mailoauth-ctest\"}");
+    mailoauth_context *ctx = NULL;
+    if (!EXPECT_OK(ctx_new(cfg, &ctx))) return;
+    mailoauth_context_free(ctx);
+    /* ctx is stale now: the library's handle table must refuse it */
+    mailoauth_op *op = SENTINEL_OP;
+    char *s = SENTINEL_STR;
+    uint8_t key[32] = {0};
+    EXPECT_ERR(mailoauth_consent_begin(ctx, "{}", &op), MAILOAUTH_INVALID_ARGUMENT, "ctx");
+    EXPECT_ERR(mailoauth_token_get(ctx, ALICE, NULL, 0, &s), MAILOAUTH_INVALID_ARGUMENT, "ctx");
+    EXPECT_ERR(mailoauth_account_list(ctx, &s), MAILOAUTH_INVALID_ARGUMENT, "ctx");
+    EXPECT_ERR(mailoauth_account_remove(ctx, ALICE), MAILOAUTH_INVALID_ARGUMENT, "ctx");
+    EXPECT_ERR(mailoauth_context_set_cache_key(ctx, key, 32), MAILOAUTH_INVALID_ARGUMENT, "ctx");
+    EXPECT_ERR(mailoauth_cache_reset(ctx), MAILOAUTH_INVALID_ARGUMENT, "ctx");
+    EXPECT_ERR(mailoauth_context_set_store(ctx, NULL, NULL, NULL, NULL), MAILOAUTH_INVALID_ARGUMENT, "ctx");
+    CHECK(op == SENTINEL_OP && s == SENTINEL_STR, "an output written on failure");
+    mailoauth_context_free(ctx); /* a second free is a no-op */
+    CHECK(1, "double context_free");
+}
+
+/* ==================================================== consent operations */
+
+typedef struct {
+    mailoauth_op *op;
+    int delay_ms;
+} cancel_arg;
+
+static void *thread_cancel_later(void *p)
+{
+    cancel_arg *a = p;
+    sleep_ms(a->delay_ms);
+    int32_t rc = mailoauth_op_cancel(a->op);
+    CHECK(rc == MAILOAUTH_OK, "op_cancel from another thread: %d %s", rc, code_name(rc));
+    return NULL;
+}
+
+/* A running op: PENDING, INVALID_STATE for the result, cancel, stale handle. */
+static void test_op_running_and_cancel(mailoauth_context *ctx)
+{
+    mailoauth_op *op = SENTINEL_OP;
+    if (!EXPECT_OK(mailoauth_consent_begin(ctx, "{\"account\":\"" ALICE "\",\"timeout_s\":120}", &op))) return;
+    CHECK(op != NULL && op != SENTINEL_OP, "consent_begin returned no op");
+
+    /* info right away: waiting_for_user with an authorize_url on the IdP */
+    jval *v;
+    char *info = op_info_json(op, &v);
+    CHECK(v != NULL && v->t == J_OBJ, "op_info is a JSON object: %s", info ? info : "(null)");
+    const char *state = jstr(v, "state");
+    CHECK(state && strcmp(state, "waiting_for_user") == 0, "state after begin: %s", info ? info : "(null)");
+    const char *url = jstr(v, "authorize_url");
+    char prefix[512];
+    snprintf(prefix, sizeof prefix, "%s/%s/oauth2/v2.0/authorize?", STACK.http, STACK.tenant);
+    CHECK(url && strncmp(url, prefix, strlen(prefix)) == 0, "authorize_url %s, want a prefix %s", url ? url : "(none)",
+          prefix);
+    CHECK(url && strstr(url, "code_challenge=") && strstr(url, "state=") && strstr(url, "login_hint=alice%40contoso.test"),
+          "authorize_url lacks PKCE, state or login_hint: %s", url ? url : "(none)");
+    CHECK(!jhas_null_member(v), "op_info has a null-valued key: %s", info ? info : "");
+    long long exp = 0;
+    CHECK(jint(v, "expires_at", &exp) && exp > (long long)time(NULL) && exp <= (long long)time(NULL) + 130,
+          "expires_at is about now + timeout_s: %s", info ? info : "");
+    jfree(v);
+    free(info);
+
+    int port = op_listener_port(op);
+    CHECK(port > 0, "redirect_uri port in the authorize_url");
+    int v6 = port > 0 && port_open("::1", port);
+    CHECK(port > 0 && port_open("127.0.0.1", port), "the loopback listener accepts on 127.0.0.1:%d", port);
+
+    /* PENDING sets nothing: the last error of an earlier failure stays, and so does "no error" */
+    char *j = SENTINEL_STR;
+    EXPECT_ERR(mailoauth_op_info(NULL, &j), MAILOAUTH_INVALID_ARGUMENT, "op");
+    char *before = le_json();
+    long long t0 = now_ms();
+    int32_t rc = mailoauth_op_wait(op, 0);
+    long long took = now_ms() - t0;
+    char *after = le_json();
+    CHECK(rc == MAILOAUTH_PENDING, "op_wait(0) on a running op: got %d %s", rc, code_name(rc));
+    CHECK(strcmp(before, after) == 0, "PENDING sets nothing: last error was %s, is %s", before, after);
+    CHECK(took < 1000, "op_wait(0) returns at once (took %lld ms)", took);
+    free(before);
+    free(after);
+    j = NULL;
+    EXPECT_OK(mailoauth_op_info(op, &j)); /* a success: last error is OK now */
+    mailoauth_string_free(j);
+    before = le_json();
+    t0 = now_ms();
+    rc = mailoauth_op_wait(op, 300);
+    took = now_ms() - t0;
+    after = le_json();
+    CHECK(rc == MAILOAUTH_PENDING, "op_wait(300) on a running op: got %d %s", rc, code_name(rc));
+    CHECK(took >= 250, "op_wait(300) waited only %lld ms", took);
+    CHECK(strcmp(before, after) == 0 && strstr(after, "\"code\":0") != NULL, "PENDING sets nothing: was %s, is %s",
+          before, after);
+    free(before);
+    free(after);
+
+    /* the result of an unfinished op: INVALID_STATE, output untouched */
+    j = SENTINEL_STR;
+    EXPECT_ERR(mailoauth_op_result(op, &j), MAILOAUTH_INVALID_STATE, NULL);
+    CHECK(j == SENTINEL_STR, "*out_json written on failure");
+    EXPECT_ERR(mailoauth_op_result(op, NULL), MAILOAUTH_INVALID_ARGUMENT, "out_json");
+    EXPECT_ERR(mailoauth_op_info(op, NULL), MAILOAUTH_INVALID_ARGUMENT, "out_json");
+
+    /* cancel from another thread while op_wait(-1) blocks: CANCELLED promptly */
+    pthread_t th;
+    cancel_arg ca = {op, 300};
+    pthread_create(&th, NULL, thread_cancel_later, &ca);
+    t0 = now_ms();
+    EXPECT_ERR(mailoauth_op_wait(op, -1), MAILOAUTH_CANCELLED, NULL);
+    took = now_ms() - t0;
+    pthread_join(th, NULL);
+    CHECK(took < 10000, "op_wait(-1) returned %lld ms after the cancel was due", took - 300);
+    /* finished now: every wait and the result repeat the failure; cancel changes nothing */
+    EXPECT_ERR(mailoauth_op_wait(op, 0), MAILOAUTH_CANCELLED, NULL);
+    EXPECT_OK(mailoauth_op_cancel(op));
+    EXPECT_ERR(mailoauth_op_wait(op, 1000), MAILOAUTH_CANCELLED, NULL);
+    j = SENTINEL_STR;
+    EXPECT_ERR(mailoauth_op_result(op, &j), MAILOAUTH_CANCELLED, NULL);
+    CHECK(j == SENTINEL_STR, "*out_json written on failure");
+    CHECK(op_state_is(op, "cancelled"), "op_info state after cancel is cancelled");
+    if (port > 0) {
+        CHECK(port_closes("127.0.0.1", port, 5000), "the listener on 127.0.0.1:%d still accepts after op_cancel", port);
+        if (v6) CHECK(port_closes("::1", port, 5000), "the listener on [::1]:%d still accepts after op_cancel", port);
+    }
+
+    /* stale op: every op export refuses it without a crash */
+    mailoauth_op_free(op);
+    j = SENTINEL_STR;
+    EXPECT_ERR(mailoauth_op_wait(op, 0), MAILOAUTH_INVALID_ARGUMENT, "op");
+    EXPECT_ERR(mailoauth_op_wait(op, -1), MAILOAUTH_INVALID_ARGUMENT, "op");
+    EXPECT_ERR(mailoauth_op_info(op, &j), MAILOAUTH_INVALID_ARGUMENT, "op");
+    EXPECT_ERR(mailoauth_op_result(op, &j), MAILOAUTH_INVALID_ARGUMENT, "op");
+    EXPECT_ERR(mailoauth_op_cancel(op), MAILOAUTH_INVALID_ARGUMENT, "op");
+    CHECK(j == SENTINEL_STR, "*out_json written on failure");
+    mailoauth_op_free(op); /* double free: a no-op */
+    CHECK(1, "double op_free");
+}
+
+/* op_cancel then op_wait (same thread), and op_free of a running op. */
+static void test_op_cancel_and_free_running(mailoauth_context *ctx)
+{
+    mailoauth_op *op = NULL;
+    if (EXPECT_OK(mailoauth_consent_begin(ctx, "{\"account\":\"" BOB "\",\"protocols\":[\"imap\"]}", &op))) {
+        EXPECT_OK(mailoauth_op_cancel(op));
+        EXPECT_ERR(mailoauth_op_wait(op, 10000), MAILOAUTH_CANCELLED, NULL);
+        jval *v;
+        char *info = op_info_json(op, &v);
+        CHECK(jstr(v, "state") && strcmp(jstr(v, "state"), "cancelled") == 0, "state: %s", info ? info : "(null)");
+        jfree(v);
+        free(info);
+        mailoauth_op_free(op);
+    }
+
+    /* op_free of a running op: no leak, no crash, listener closed */
+    op = NULL;
+    if (EXPECT_OK(mailoauth_consent_begin(ctx, "{\"account\":\"" BOB "\"}", &op))) {
+        int port = op_listener_port(op);
+        int v6 = port > 0 && port_open("::1", port);
+        CHECK(port > 0 && port_open("127.0.0.1", port), "the listener accepts before op_free (port %d)", port);
+        mailoauth_op_free(op);
+        if (port > 0) {
+            CHECK(port_closes("127.0.0.1", port, 5000), "127.0.0.1:%d still accepts after op_free of a running op", port);
+            if (v6) CHECK(port_closes("::1", port, 5000), "[::1]:%d still accepts after op_free of a running op", port);
+        }
+        EXPECT_ERR(mailoauth_op_wait(op, 0), MAILOAUTH_INVALID_ARGUMENT, "op");
+    }
+
+    /* op_free of a running op while the context is gone already (any order) */
+    op = NULL;
+    char cfg[4096];
+    config_json(cfg, sizeof cfg, "{\"protection\":\"none\",\"path\":\"/nonexistent-mailoauth-ctest\"}");
+    mailoauth_context *c2 = NULL;
+    if (EXPECT_OK(ctx_new(cfg, &c2)) && EXPECT_OK(mailoauth_consent_begin(c2, "{}", &op))) {
+        mailoauth_context_free(c2);
+        char *j = NULL;
+        CHECK(mailoauth_op_info(op, &j) == MAILOAUTH_OK, "op_info after its context was freed");
+        mailoauth_string_free(j);
+        mailoauth_op_free(op);
+    }
+}
+
+/* The browser consent end to end, then tokens, accounts, revoke, remove. */
+static void test_consent_and_tokens(void)
+{
+    char *dir = make_temp_dir();
+    if (!CHECK(dir != NULL, "mkdtemp")) return;
+    mailoauth_context *ctx = file_ctx(dir);
+    if (!ctx) { rm_dir(dir); free(dir); return; }
+
+    /* ------------------------------------------------ consent for alice */
+    mailoauth_op *op = NULL;
+    if (!EXPECT_OK(mailoauth_consent_begin(ctx, "{\"account\":\"" ALICE "\",\"protocols\":[\"smtp\",\"imap\",\"pop3\"],"
+                                                "\"flow\":\"browser\",\"prompt\":\"select_account\",\"timeout_s\":120}",
+                                           &op))) {
+        mailoauth_context_free(ctx);
+        rm_dir(dir);
+        free(dir);
+        return;
+    }
+    CHECK(op_state_is(op, "waiting_for_user"), "state after begin is waiting_for_user");
+    int port = op_listener_port(op);
+    DRIVE_BROWSER(op);
+    EXPECT_OK(mailoauth_op_wait(op, 60000));
+    EXPECT_OK(mailoauth_op_wait(op, 0)); /* settled: stays OK */
+    CHECK(op_state_is(op, "done"), "state after success is done");
+    if (port > 0) CHECK(port_closes("127.0.0.1", port, 5000), "the listener closes after success (port %d)", port);
+    char *j = SENTINEL_STR;
+    if (EXPECT_OK(mailoauth_op_result(op, &j))) {
+        jval *r = jparse(j, NULL);
+        CHECK(r && r->t == J_OBJ, "op_result is a JSON object: %s", j);
+        const char *acc = jstr(r, "account");
+        CHECK(acc && strcmp(acc, ALICE) == 0, "result account: %s", j);
+        const char *user = jstr(r, "username");
+        CHECK(user && strcmp(user, ALICE) == 0, "result username: %s", j);
+        CHECK(jstr(r, "tenant_id") && strcmp(jstr(r, "tenant_id"), STACK.tenant) == 0, "result tenant_id: %s", j);
+        const jval *sc = jget(r, "scopes");
+        CHECK(sc && sc->t == J_ARR && sc->count >= 3, "result scopes: %s", j);
+        long long exp = 0;
+        CHECK(jint(r, "expires_at", &exp) && exp > (long long)time(NULL), "result expires_at: %s", j);
+        CHECK(!strstr(j, "refresh_token") && !strstr(j, "access_token\""), "a secret in the result: %s", j);
+        jfree(r);
+        mailoauth_string_free(j);
+    }
+    mailoauth_op_free(op);
+
+    /* -------------------------------------------------------- token_get */
+    long long refreshes0 = idp_refresh_count();
+    int32_t rc;
+    char *t_smtp = token_copy(ctx, ALICE, "smtp", 0, &rc);
+    if (!t_smtp) expect_ok_at(__FILE__, __LINE__, "token_get smtp", rc);
+    CHECK(token_plausible(t_smtp), "token for smtp: %zu characters", t_smtp ? strlen(t_smtp) : 0);
+    char *t_ip = token_copy(ctx, ALICE, "imap pop3", 0, &rc);
+    if (!t_ip) expect_ok_at(__FILE__, __LINE__, "token_get imap pop3", rc);
+    CHECK(token_plausible(t_ip), "token for imap pop3: %zu characters", t_ip ? strlen(t_ip) : 0);
+    char *t_all = token_copy(ctx, ALICE, NULL, 0, &rc);
+    if (!t_all) expect_ok_at(__FILE__, __LINE__, "token_get NULL (all)", rc);
+    CHECK(token_plausible(t_all), "token for all: %zu characters", t_all ? strlen(t_all) : 0);
+    CHECK(t_smtp && t_ip && t_all && strcmp(t_smtp, t_ip) == 0 && strcmp(t_smtp, t_all) == 0,
+          "one access token serves every consented protocol (the cached one)");
+    {
+        char *raw = SENTINEL_STR;
+        EXPECT_OK(mailoauth_token_get(ctx, ALICE, " smtp  imap ", 0, &raw));
+        mailoauth_secret_free(raw == SENTINEL_STR ? NULL : raw);
+    }
+    long long refreshes1 = idp_refresh_count();
+    CHECK(refreshes0 >= 0 && refreshes1 == refreshes0, "cached token_get contacted the token endpoint (%lld -> %lld)",
+          refreshes0, refreshes1);
+    /* FORCE_REFRESH: one refresh, a new token */
+    char *t_forced = token_copy(ctx, ALICE, "smtp", MAILOAUTH_TOKEN_FORCE_REFRESH, &rc);
+    if (!t_forced) expect_ok_at(__FILE__, __LINE__, "token_get FORCE_REFRESH", rc);
+    CHECK(token_plausible(t_forced) && t_smtp && strcmp(t_forced, t_smtp) != 0, "FORCE_REFRESH gives a new token");
+    long long refreshes2 = idp_refresh_count();
+    CHECK(refreshes2 == refreshes1 + 1, "FORCE_REFRESH made %lld refresh grants, want 1", refreshes2 - refreshes1);
+    char *t_after = token_copy(ctx, ALICE, "pop3", 0, &rc);
+    CHECK(t_after && t_forced && strcmp(t_after, t_forced) == 0, "after a forced refresh the new token is cached");
+    free(t_smtp);
+    free(t_ip);
+    free(t_all);
+    free(t_forced);
+    free(t_after);
+
+    /* the token of a second context on the same folder (read from the file) */
+    {
+        mailoauth_context *c2 = file_ctx(dir);
+        char *t2 = c2 ? token_copy(c2, ALICE, "imap", 0, &rc) : NULL;
+        CHECK(token_plausible(t2), "a second context on the same cache folder gets a token (rc %d)", rc);
+        free(t2);
+        mailoauth_context_free(c2);
+    }
+
+    /* ------------------------------------------------------ account_list */
+    char *raw = NULL;
+    jval *list = account_list(ctx, &raw);
+    const jval *e = list_entry(list, ALICE);
+    CHECK(e != NULL, "account_list names %s: %s", ALICE, raw ? raw : "");
+    CHECK(e && jstr(e, "state") && strcmp(jstr(e, "state"), "ok") == 0, "state ok: %s", raw ? raw : "");
+    CHECK(e && jstr(e, "username") && strcmp(jstr(e, "username"), ALICE) == 0, "username: %s", raw ? raw : "");
+    CHECK(raw && strstr(raw, "\"state\":\"ok\""), "account_list has \"state\":\"ok\": %s", raw ? raw : "");
+    CHECK(raw && !strstr(raw, "refresh_token"), "account_list shows a refresh_token: %s", raw ? raw : "");
+    const jval *protos = jget(e, "protocols");
+    CHECK(protos && protos->t == J_ARR && protos->count == 3, "protocols of %s: %s", ALICE, raw ? raw : "");
+    jfree(list);
+    free(raw);
+
+    /* the file store: <encoded key>.blob, plaintext JSON for protection none */
+    char path[1200];
+    snprintf(path, sizeof path, "%s/grant%%3Aalice@contoso.test.blob", dir);
+    struct stat st;
+    CHECK(stat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077) == 0,
+          "the grant file %s exists and is owner-only", path);
+
+    /* -------------------------------------- revoke: FORCE_REFRESH fails */
+    if (CONSENT(ctx, CAROL)) {
+        char *tc = token_copy(ctx, CAROL, "smtp", 0, &rc);
+        CHECK(token_plausible(tc), "carol's token (rc %d)", rc);
+        free(tc);
+        char *body = NULL;
+        CHECK(idp_admin("/admin/revoke_refresh_tokens", "{\"user\":\"" CAROL "\"}", &body) == 200,
+              "POST /admin/revoke_refresh_tokens: %s", body ? body : "");
+        free(body);
+        char *t = SENTINEL_STR;
+        if (EXPECT_ERR(mailoauth_token_get(ctx, CAROL, "smtp", MAILOAUTH_TOKEN_FORCE_REFRESH, &t),
+                       MAILOAUTH_CONSENT_REQUIRED, NULL)) {
+            lasterr le;
+            le_get(&le);
+            const char *pc = jstr(le.root, "provider_code");
+            CHECK(pc && strncmp(pc, "AADSTS", 6) == 0, "the last error has provider_code: %s", le.json ? le.json : "");
+            CHECK(pc && strcmp(pc, "AADSTS50173") == 0, "provider_code of a revoked RT is AADSTS50173: %s",
+                  le.json ? le.json : "");
+            le_free(&le);
+        }
+        CHECK(t == SENTINEL_STR, "*out_token written on failure");
+        /* marked: further calls fail fast with CONSENT_REQUIRED, without contacting the IdP */
+        long long before_fast = idp_refresh_count();
+        EXPECT_ERR(mailoauth_token_get(ctx, CAROL, "smtp", MAILOAUTH_TOKEN_FORCE_REFRESH, &t), MAILOAUTH_CONSENT_REQUIRED, NULL);
+        CHECK(idp_refresh_count() == before_fast, "a marked account succeeded a refresh?");
+        list = account_list(ctx, &raw);
+        e = list_entry(list, CAROL);
+        CHECK(e && jstr(e, "state") && strcmp(jstr(e, "state"), "consent_required") == 0,
+              "carol's state after invalid_grant is consent_required: %s", raw ? raw : "");
+        CHECK(e && jget(e, "last_error") && jget(e, "last_error")->t == J_OBJ, "carol's last_error: %s", raw ? raw : "");
+        e = list_entry(list, ALICE);
+        CHECK(e && jstr(e, "state") && strcmp(jstr(e, "state"), "ok") == 0, "alice stays ok: %s", raw ? raw : "");
+        CHECK(raw && !strstr(raw, "refresh_token"), "account_list shows a refresh_token: %s", raw ? raw : "");
+        jfree(list);
+        free(raw);
+        /* a new consent clears the mark */
+        if (CONSENT(ctx, CAROL)) {
+            char *tn = token_copy(ctx, CAROL, "imap", MAILOAUTH_TOKEN_FORCE_REFRESH, &rc);
+            CHECK(token_plausible(tn), "after a new consent carol refreshes again (rc %d %s)", rc, code_name(rc));
+            free(tn);
+        }
+    }
+
+    /* --------------------------------- cache_reset of a corrupt grant file */
+    snprintf(path, sizeof path, "%s/grant%%3Abob@contoso.test.blob", dir);
+    static const char garbage[] = "\x01\x02garbage, not a grant blob\xff\xfe{\"v\":";
+    CHECK(write_file(path, garbage, sizeof garbage - 1), "write %s", path);
+    chmod(path, 0600);
+    char *t = SENTINEL_STR;
+    EXPECT_ERR(mailoauth_token_get(ctx, BOB, "smtp", 0, &t), MAILOAUTH_CACHE_CORRUPT, NULL);
+    CHECK(t == SENTINEL_STR, "*out_token written on failure");
+    {
+        char *lj = NULL;
+        int32_t lrc = mailoauth_account_list(ctx, &lj);
+        NOTE("account_list with a corrupt grant file: %d %s%s%s", lrc, code_name(lrc), lj ? " " : "", lj ? lj : "");
+        mailoauth_string_free(lj);
+    }
+    EXPECT_OK(mailoauth_cache_reset(ctx));
+    char aside[512] = "";
+    CHECK(access(path, F_OK) != 0, "the corrupt file is still there after cache_reset");
+    CHECK(dir_has_prefix(dir, "grant%3Abob@contoso.test.blob.corrupt-", aside, sizeof aside),
+          "the corrupt file was moved aside (grant%%3Abob@contoso.test.blob.corrupt-*)");
+    if (aside[0]) {
+        char ap[1200];
+        snprintf(ap, sizeof ap, "%s/%s", dir, aside);
+        size_t alen = 0;
+        char *adata = read_file(ap, &alen);
+        CHECK(adata && alen == sizeof garbage - 1 && memcmp(adata, garbage, alen) == 0,
+              "the moved-aside file keeps the bytes");
+        free(adata);
+    }
+    EXPECT_ERR(mailoauth_token_get(ctx, BOB, "smtp", 0, &t), MAILOAUTH_CONSENT_REQUIRED, NULL);
+    CHECK(t == SENTINEL_STR, "*out_token written on failure");
+    {
+        char *ta = token_copy(ctx, ALICE, "smtp", 0, &rc);
+        CHECK(token_plausible(ta), "a readable grant stays after cache_reset (rc %d %s)", rc, code_name(rc));
+        free(ta);
+    }
+    EXPECT_OK(mailoauth_cache_reset(ctx)); /* nothing more to move */
+
+    /* ----------------------------------------- account_remove: sign-out */
+    EXPECT_OK(mailoauth_account_remove(ctx, ALICE));
+    EXPECT_ERR(mailoauth_token_get(ctx, ALICE, "smtp", 0, &t), MAILOAUTH_CONSENT_REQUIRED, NULL);
+    EXPECT_ERR(mailoauth_account_remove(ctx, ALICE), MAILOAUTH_NOT_FOUND, NULL);
+    snprintf(path, sizeof path, "%s/grant%%3Aalice@contoso.test.blob", dir);
+    CHECK(access(path, F_OK) != 0, "the grant file is gone after account_remove");
+    list = account_list(ctx, &raw);
+    CHECK(list && list_entry(list, ALICE) == NULL, "alice still listed after account_remove: %s", raw ? raw : "");
+    jfree(list);
+    free(raw);
+
+    mailoauth_context_free(ctx);
+    rm_dir(dir);
+    free(dir);
+}
+
+/* A failing consent: the user cancels at the IdP (DECLINED), the failure is
+ * copied into the waiting thread's last error. */
+static void test_consent_declined(mailoauth_context *ctx)
+{
+    CHECK(idp_admin("/admin/settings", "{\"auto_consent\": false}", NULL) == 200, "auto_consent off");
+    mailoauth_op *op = NULL;
+    if (EXPECT_OK(mailoauth_consent_begin(ctx, "{\"account\":\"" ALICE "\"}", &op))) {
+        /* the redirect a browser would get after "Cancel" on the sign-in page */
+        jval *v;
+        char *info = op_info_json(op, &v);
+        const char *url = jstr(v, "authorize_url");
+        const char *st = url ? strstr(url, "&state=") : NULL;
+        if (!st && url) st = strstr(url, "?state=");
+        int port = op_listener_port(op);
+        if (CHECK(st && port > 0, "state and port in %s", url ? url : "(none)")) {
+            char state[256];
+            st += 7;
+            size_t n = strcspn(st, "&");
+            snprintf(state, sizeof state, "%.*s", (int)(n < 200 ? n : 200), st);
+            char target[1024];
+            snprintf(target, sizeof target,
+                     "http://localhost:%d/?error=access_denied&error_description=AADSTS65004%%3A+User+declined&state=%s",
+                     port, state);
+            http_resp r;
+            http_url("GET", target, NULL, &r);
+            CHECK(r.status == 200, "the listener answers the error redirect: %d", r.status);
+            http_free(&r);
+            EXPECT_ERR(mailoauth_op_wait(op, 30000), MAILOAUTH_DECLINED, NULL);
+            CHECK(op_state_is(op, "failed"), "state after a decline is failed");
+            char *j = SENTINEL_STR;
+            EXPECT_ERR(mailoauth_op_result(op, &j), MAILOAUTH_DECLINED, NULL);
+            CHECK(j == SENTINEL_STR, "*out_json written on failure");
+        }
+        jfree(v);
+        free(info);
+        mailoauth_op_free(op);
+    }
+    CHECK(idp_admin("/admin/settings", "{\"auto_consent\": true}", NULL) == 200, "auto_consent on");
+}
+
+/* ============================================================ host store */
+
+#define HS_MAX 16
+
+typedef struct {
+    pthread_mutex_t mu;
+    struct { char *key; uint8_t *data; size_t len; } e[HS_MAX];
+    int n;
+    int loads, saves, locks, unlocks, held, held_min;
+    int32_t save_fail, lock_fail, load_fail;
+    pthread_t expected;   /* the thread that is inside a call into the library */
+    int expect_set;
+    int wrong_thread;     /* callbacks on another thread */
+    int after_free;       /* callbacks after mailoauth_context_free returned */
+    int bad_key;          /* a key that is not grant:/poll:/index: */
+    /* blob_set probes from inside a load callback */
+    int probes_done;
+    int32_t rc_null_sink, rc_fake_sink, rc_negative, rc_null_data, rc_good;
+    mailoauth_blob *last_sink;
+} hstore;
+
+static atomic_int g_ctx_freed;
+
+static void hs_init(hstore *s)
+{
+    memset(s, 0, sizeof *s);
+    pthread_mutex_init(&s->mu, NULL);
+}
+
+static void hs_destroy(hstore *s)
+{
+    for (int k = 0; k < s->n; k++) {
+        free(s->e[k].key);
+        free(s->e[k].data);
+    }
+    pthread_mutex_destroy(&s->mu);
+}
+
+/* Declares the calling thread as the one about to call into the library. */
+static void hs_expect_self(hstore *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->expected = pthread_self();
+    s->expect_set = 1;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Common bookkeeping of every callback (under the mutex). */
+static void hs_enter(hstore *s, const char *key)
+{
+    if (atomic_load(&g_ctx_freed)) s->after_free++;
+    if (!s->expect_set || !pthread_equal(s->expected, pthread_self())) s->wrong_thread++;
+    if (key == NULL || (strncmp(key, "grant:", 6) != 0 && strncmp(key, "poll:", 5) != 0 && strncmp(key, "index:", 6) != 0 &&
+                        strncmp(key, "corrupt:", 8) != 0))
+        s->bad_key++;
+}
+
+static int hs_find(hstore *s, const char *key)
+{
+    for (int k = 0; k < s->n; k++)
+        if (strcmp(s->e[k].key, key) == 0) return k;
+    return -1;
+}
+
+static int32_t hs_load(void *user_data, const char *key, mailoauth_blob *sink)
+{
+    hstore *s = user_data;
+    pthread_mutex_lock(&s->mu);
+    hs_enter(s, key);
+    s->loads++;
+    int32_t rc = s->load_fail;
+    if (rc == 0) {
+        if (!s->probes_done) {
+            /* blob_set with anything but this sink, or a bad length, is refused */
+            int fake = 0;
+            uint8_t b = 1;
+            s->rc_null_sink = mailoauth_blob_set(NULL, &b, 1);
+            s->rc_fake_sink = mailoauth_blob_set((mailoauth_blob *)&fake, &b, 1);
+            s->rc_negative = mailoauth_blob_set(sink, &b, -1);
+            s->rc_null_data = mailoauth_blob_set(sink, NULL, 1);
+            s->probes_done = 1;
+        }
+        s->last_sink = sink;
+        int k = hs_find(s, key);
+        if (k >= 0) {
+            s->rc_good = mailoauth_blob_set(sink, s->e[k].data, (int64_t)s->e[k].len);
+            if (s->rc_good != MAILOAUTH_OK) rc = 99;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static int32_t hs_save(void *user_data, const char *key, const uint8_t *data, int64_t len)
+{
+    hstore *s = user_data;
+    pthread_mutex_lock(&s->mu);
+    hs_enter(s, key);
+    s->saves++;
+    int32_t rc = s->save_fail;
+    if (rc == 0 && key != NULL) {
+        int k = hs_find(s, key);
+        if (len <= 0) { /* 0 bytes: remove the blob */
+            if (k >= 0) {
+                free(s->e[k].key);
+                free(s->e[k].data);
+                s->e[k] = s->e[--s->n];
+            }
+        } else {
+            if (k < 0 && s->n < HS_MAX) {
+                k = s->n++;
+                s->e[k].key = strdup(key);
+                s->e[k].data = NULL;
+            }
+            if (k >= 0) {
+                free(s->e[k].data);
+                s->e[k].data = malloc((size_t)len);
+                memcpy(s->e[k].data, data, (size_t)len);
+                s->e[k].len = (size_t)len;
+            } else {
+                rc = 98;
+            }
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static int32_t hs_lock(void *user_data, const char *key, int32_t lock, int32_t timeout_ms)
+{
+    (void)timeout_ms;
+    hstore *s = user_data;
+    pthread_mutex_lock(&s->mu);
+    hs_enter(s, key);
+    int32_t rc = 0;
+    if (lock == 1) {
+        if (s->lock_fail) rc = s->lock_fail;
+        else { s->locks++; s->held++; }
+    } else if (lock == 0) {
+        s->unlocks++;
+        s->held--;
+        if (s->held < s->held_min) s->held_min = s->held;
+    } else {
+        s->bad_key++;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/* A copy of a stored blob (NULL if absent). */
+static uint8_t *hs_get(hstore *s, const char *key, size_t *len)
+{
+    pthread_mutex_lock(&s->mu);
+    int k = hs_find(s, key);
+    uint8_t *d = NULL;
+    *len = 0;
+    if (k >= 0) {
+        d = malloc(s->e[k].len);
+        memcpy(d, s->e[k].data, s->e[k].len);
+        *len = s->e[k].len;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return d;
+}
+
+typedef struct {
+    hstore *s;
+    mailoauth_op *op;
+    mailoauth_context *ctx;
+    int32_t rc;
+    char *err;
+    char *token;
+} hs_call;
+
+static void *thread_op_wait(void *p)
+{
+    hs_call *c = p;
+    hs_expect_self(c->s);
+    c->rc = mailoauth_op_wait(c->op, 60000);
+    c->err = le_json();
+    return NULL;
+}
+
+static void *thread_token_get(void *p)
+{
+    hs_call *c = p;
+    hs_expect_self(c->s);
+    char *t = NULL;
+    c->rc = mailoauth_token_get(c->ctx, BOB, "imap", 0, &t);
+    c->token = t ? strdup(t) : NULL;
+    mailoauth_secret_free(t);
+    c->err = le_json();
+    return NULL;
+}
+
+static mailoauth_context *key_ctx(void)
+{
+    char cfg[4096];
+    config_json(cfg, sizeof cfg, "{\"protection\":\"key\"}");
+    mailoauth_context *ctx = NULL;
+    if (!EXPECT_OK(ctx_new(cfg, &ctx))) return NULL;
+    return ctx;
+}
+
+static void test_host_store(void)
+{
+    static hstore store;
+    hs_init(&store);
+    atomic_store(&g_ctx_freed, 0);
+    uint8_t key[32];
+    for (int k = 0; k < 32; k++) key[k] = (uint8_t)(0xA0 ^ (k * 13));
+
+    mailoauth_context *ctx = key_ctx();
+    if (!ctx) { hs_destroy(&store); return; }
+    hs_expect_self(&store);
+
+    /* set_store arguments */
+    EXPECT_ERR(mailoauth_context_set_store(ctx, hs_load, NULL, hs_lock, &store), MAILOAUTH_INVALID_ARGUMENT, "save");
+    EXPECT_ERR(mailoauth_context_set_store(ctx, NULL, hs_save, NULL, &store), MAILOAUTH_INVALID_ARGUMENT, "load");
+    EXPECT_OK(mailoauth_context_set_store(ctx, NULL, NULL, NULL, NULL)); /* unregister: nothing was set */
+    EXPECT_OK(mailoauth_context_set_store(ctx, hs_load, hs_save, NULL, &store)); /* lock optional */
+    EXPECT_OK(mailoauth_context_set_store(ctx, hs_load, hs_save, hs_lock, &store)); /* replace */
+    EXPECT_OK(mailoauth_context_set_cache_key(ctx, key, 32));
+
+    /* an empty store */
+    char *raw = NULL;
+    jval *list = account_list(ctx, &raw);
+    CHECK(list && list->count == 0, "an empty host store lists no accounts: %s", raw ? raw : "");
+    jfree(list);
+    free(raw);
+    char *t = SENTINEL_STR;
+    EXPECT_ERR(mailoauth_token_get(ctx, BOB, "smtp", 0, &t), MAILOAUTH_CONSENT_REQUIRED, NULL);
+    CHECK(t == SENTINEL_STR, "*out_token written on failure");
+    pthread_mutex_lock(&store.mu);
+    int loads0 = store.loads;
+    pthread_mutex_unlock(&store.mu);
+    CHECK(loads0 > 0, "the library loads through the host store (%d loads)", loads0);
+
+    /* blob_set probes ran inside the first load callback */
+    CHECK(store.probes_done, "a load callback ran");
+    CHECK(store.rc_null_sink == MAILOAUTH_INVALID_ARGUMENT, "blob_set(NULL sink) in a load callback: %d", store.rc_null_sink);
+    CHECK(store.rc_fake_sink == MAILOAUTH_INVALID_ARGUMENT, "blob_set(another sink) in a load callback: %d", store.rc_fake_sink);
+    CHECK(store.rc_negative == MAILOAUTH_INVALID_ARGUMENT, "blob_set(len -1) in a load callback: %d", store.rc_negative);
+    CHECK(store.rc_null_data == MAILOAUTH_INVALID_ARGUMENT, "blob_set(NULL data, len 1) in a load callback: %d",
+          store.rc_null_data);
+    /* a sink after its callback returned: refused */
+    if (store.last_sink) {
+        uint8_t b = 1;
+        EXPECT_ERR(mailoauth_blob_set(store.last_sink, &b, 1), MAILOAUTH_INVALID_ARGUMENT, "sink");
+        EXPECT_ERR(mailoauth_blob_set(store.last_sink, &b, -5), MAILOAUTH_INVALID_ARGUMENT, NULL);
+    }
+
+    /* ---------------------------------------- consent, stored on a waiting thread */
+    mailoauth_op *op = NULL;
+    if (EXPECT_OK(mailoauth_consent_begin(ctx, "{\"account\":\"" BOB "\",\"timeout_s\":120}", &op))) {
+        DRIVE_BROWSER(op);
+        hs_call c = {&store, op, ctx, -1, NULL, NULL};
+        pthread_t th;
+        pthread_create(&th, NULL, thread_op_wait, &c);
+        pthread_join(th, NULL);
+        CHECK(c.rc == MAILOAUTH_OK, "op_wait on another thread: %d %s; %s", c.rc, code_name(c.rc), c.err ? c.err : "");
+        free(c.err);
+        hs_expect_self(&store);
+        char *j = NULL;
+        if (EXPECT_OK(mailoauth_op_result(op, &j))) {
+            CHECK(strstr(j, "\"account\":\"" BOB "\"") != NULL, "op_result names bob: %s", j);
+            mailoauth_string_free(j);
+        }
+        mailoauth_op_free(op);
+    }
+    size_t blen = 0;
+    uint8_t *blob = hs_get(&store, "grant:" BOB, &blen);
+    CHECK(blob != NULL && blen > 0, "the grant is stored under grant:%s", BOB);
+
+    /* token_get: on this thread and on another one */
+    int32_t rc;
+    char *tok = token_copy(ctx, BOB, "smtp", 0, &rc);
+    if (!tok) expect_ok_at(__FILE__, __LINE__, "token_get through the host store", rc);
+    CHECK(token_plausible(tok), "bob's token: %zu characters", tok ? strlen(tok) : 0);
+    {
+        hs_call c = {&store, NULL, ctx, -1, NULL, NULL};
+        pthread_t th;
+        pthread_create(&th, NULL, thread_token_get, &c);
+        pthread_join(th, NULL);
+        CHECK(c.rc == MAILOAUTH_OK && token_plausible(c.token), "token_get on another thread: %d %s; %s", c.rc,
+              code_name(c.rc), c.err ? c.err : "");
+        free(c.token);
+        free(c.err);
+        hs_expect_self(&store);
+    }
+    /* a fresh context with the same key and store reads the grant */
+    {
+        mailoauth_context *c2 = key_ctx();
+        if (c2) {
+            EXPECT_OK(mailoauth_context_set_store(c2, hs_load, hs_save, hs_lock, &store));
+            EXPECT_OK(mailoauth_context_set_cache_key(c2, key, 32));
+            char *t2 = token_copy(c2, BOB, "pop3", 0, &rc);
+            CHECK(token_plausible(t2), "a second context reads the host store's grant (rc %d %s)", rc, code_name(rc));
+            free(t2);
+            /* with another key the blob cannot be decrypted */
+            uint8_t other[32];
+            memset(other, 0x11, sizeof other);
+            EXPECT_OK(mailoauth_context_set_cache_key(c2, other, 32));
+            EXPECT_ERR(mailoauth_token_get(c2, BOB, "pop3", 0, &t), MAILOAUTH_CACHE_CORRUPT, NULL);
+            mailoauth_context_free(c2);
+        }
+    }
+    /* the blob is encrypted: no JSON keys, no token in it */
+    if (blob) {
+        uint8_t *now = hs_get(&store, "grant:" BOB, &blen);
+        CHECK(now && !mem_find(now, blen, "refresh_token", 13), "the stored blob holds plaintext (\"refresh_token\")");
+        CHECK(now && !mem_find(now, blen, "access_token", 12), "the stored blob holds plaintext (\"access_token\")");
+        CHECK(now && tok && !mem_find(now, blen, tok, 32), "the stored blob holds the access token in plaintext");
+        CHECK(now && !mem_find(now, blen, BOB, strlen(BOB)), "the stored blob holds the account name in plaintext");
+        free(now);
+    }
+    free(blob);
+
+    /* account_list */
+    list = account_list(ctx, &raw);
+    const jval *e = list_entry(list, BOB);
+    CHECK(e && jstr(e, "state") && strcmp(jstr(e, "state"), "ok") == 0, "bob listed with state ok: %s", raw ? raw : "");
+    CHECK(raw && !strstr(raw, "refresh_token") && (!tok || !strstr(raw, tok)), "a secret in account_list: %s",
+          raw ? raw : "");
+    CHECK(raw && strstr(raw, "\"state\":\"ok\""), "account_list has \"state\":\"ok\": %s", raw ? raw : "");
+    jfree(list);
+    free(raw);
+    free(tok);
+
+    /* the lock brackets: balanced, never unlocked more than locked */
+    pthread_mutex_lock(&store.mu);
+    int locks = store.locks, unlocks = store.unlocks, held_min = store.held_min;
+    pthread_mutex_unlock(&store.mu);
+    CHECK(locks > 0, "the lock callback ran (%d locks)", locks);
+    CHECK(locks == unlocks && held_min >= 0, "lock/unlock balanced: %d locks, %d unlocks, min held %d", locks, unlocks,
+          held_min);
+
+    /* a failing save: CACHE_IO with the callback's value */
+    pthread_mutex_lock(&store.mu);
+    store.save_fail = 7;
+    pthread_mutex_unlock(&store.mu);
+    t = SENTINEL_STR;
+    if (EXPECT_ERR(mailoauth_token_get(ctx, BOB, "smtp", MAILOAUTH_TOKEN_FORCE_REFRESH, &t), MAILOAUTH_CACHE_IO, "7")) {
+        lasterr le;
+        le_get(&le);
+        CHECK(strstr(le.message, "save") != NULL, "the CACHE_IO message names the save callback: %s", le.message);
+        le_free(&le);
+    }
+    CHECK(t == SENTINEL_STR, "*out_token written on failure");
+    EXPECT_ERR(mailoauth_account_remove(ctx, BOB), MAILOAUTH_CACHE_IO, "7");
+    pthread_mutex_lock(&store.mu);
+    store.save_fail = 0;
+    pthread_mutex_unlock(&store.mu);
+
+    /* a lock that is not had in time: BUSY */
+    pthread_mutex_lock(&store.mu);
+    store.lock_fail = 1;
+    pthread_mutex_unlock(&store.mu);
+    EXPECT_ERR(mailoauth_token_get(ctx, BOB, "smtp", MAILOAUTH_TOKEN_FORCE_REFRESH, &t), MAILOAUTH_BUSY, NULL);
+    EXPECT_ERR(mailoauth_account_remove(ctx, BOB), MAILOAUTH_BUSY, NULL);
+    CHECK(t == SENTINEL_STR, "*out_token written on failure");
+    pthread_mutex_lock(&store.mu);
+    store.lock_fail = 0;
+    pthread_mutex_unlock(&store.mu);
+    blob = hs_get(&store, "grant:" BOB, &blen);
+    CHECK(blob != NULL, "the grant survives a failed save and a BUSY lock");
+    free(blob);
+
+    /* a failing load: CACHE_IO with its value (a fresh context has nothing in memory) */
+    {
+        mailoauth_context *c3 = key_ctx();
+        if (c3) {
+            EXPECT_OK(mailoauth_context_set_store(c3, hs_load, hs_save, hs_lock, &store));
+            EXPECT_OK(mailoauth_context_set_cache_key(c3, key, 32));
+            pthread_mutex_lock(&store.mu);
+            store.load_fail = 5;
+            pthread_mutex_unlock(&store.mu);
+            EXPECT_ERR(mailoauth_token_get(c3, BOB, "smtp", 0, &t), MAILOAUTH_CACHE_IO, "5");
+            EXPECT_ERR(mailoauth_account_list(c3, &raw), MAILOAUTH_CACHE_IO, "5");
+            pthread_mutex_lock(&store.mu);
+            store.load_fail = 0;
+            pthread_mutex_unlock(&store.mu);
+            mailoauth_context_free(c3);
+        }
+    }
+
+    /* sign-out: the blob is deleted (save with len 0) */
+    EXPECT_OK(mailoauth_account_remove(ctx, BOB));
+    blob = hs_get(&store, "grant:" BOB, &blen);
+    CHECK(blob == NULL, "account_remove deleted the blob");
+    free(blob);
+    EXPECT_ERR(mailoauth_token_get(ctx, BOB, "smtp", 0, &t), MAILOAUTH_CONSENT_REQUIRED, NULL);
+    EXPECT_ERR(mailoauth_account_remove(ctx, BOB), MAILOAUTH_NOT_FOUND, NULL);
+
+    /* cache_reset through the host store: a corrupt blob is moved aside */
+    if (CONSENT(ctx, CAROL)) {
+        pthread_mutex_lock(&store.mu);
+        int k = hs_find(&store, "grant:" CAROL);
+        if (k >= 0) {
+            memset(store.e[k].data, 0x5a, store.e[k].len / 2); /* garbage over an indexed grant */
+        }
+        pthread_mutex_unlock(&store.mu);
+        CHECK(k >= 0, "carol's grant is in the host store");
+        mailoauth_context *c4 = key_ctx(); /* nothing in memory: reads the store */
+        if (c4 && k >= 0) {
+            EXPECT_OK(mailoauth_context_set_store(c4, hs_load, hs_save, hs_lock, &store));
+            EXPECT_OK(mailoauth_context_set_cache_key(c4, key, 32));
+            EXPECT_ERR(mailoauth_token_get(c4, CAROL, "smtp", 0, &t), MAILOAUTH_CACHE_CORRUPT, NULL);
+            EXPECT_OK(mailoauth_cache_reset(c4));
+            blob = hs_get(&store, "grant:" CAROL, &blen);
+            CHECK(blob == NULL, "cache_reset left the corrupt blob under grant:%s", CAROL);
+            free(blob);
+            int aside = 0;
+            pthread_mutex_lock(&store.mu);
+            for (int m = 0; m < store.n; m++)
+                if (strncmp(store.e[m].key, "corrupt:", 8) == 0 && strstr(store.e[m].key, "grant:" CAROL)) aside = 1;
+            pthread_mutex_unlock(&store.mu);
+            CHECK(aside, "cache_reset kept the corrupt blob aside (a corrupt:*:grant:%s key)", CAROL);
+            EXPECT_ERR(mailoauth_token_get(c4, CAROL, "smtp", 0, &t), MAILOAUTH_CONSENT_REQUIRED, NULL);
+            EXPECT_OK(mailoauth_cache_reset(c4)); /* nothing more to move */
+        }
+        mailoauth_context_free(c4);
+    }
+    CHECK(t == SENTINEL_STR, "*out_token written on failure");
+
+    /* context_free with an op still alive: no callback afterwards, whatever the op does */
+    op = NULL;
+    if (EXPECT_OK(mailoauth_consent_begin(ctx, "{\"account\":\"" CAROL "\",\"timeout_s\":60}", &op))) {
+        mailoauth_context_free(ctx);
+        atomic_store(&g_ctx_freed, 1);
+        /* the browser finishes after the host freed the context */
+        jval *v;
+        char *info = op_info_json(op, &v);
+        const char *url = jstr(v, "authorize_url");
+        if (url) {
+            http_resp r;
+            http_url("GET", url, NULL, &r);
+            char loc[4096];
+            if (r.status == 302 && http_header(&r, "Location", loc, sizeof loc)) {
+                http_resp r2;
+                http_url("GET", loc, NULL, &r2);
+                http_free(&r2);
+            }
+            http_free(&r);
+        }
+        jfree(v);
+        free(info);
+        int32_t wrc = mailoauth_op_wait(op, 20000);
+        NOTE("op_wait of a consent whose context was freed: %d %s", wrc, code_name(wrc));
+        char *j = NULL;
+        int32_t rrc = mailoauth_op_result(op, &j);
+        mailoauth_string_free(j);
+        (void)rrc;
+        mailoauth_op_free(op);
+    } else {
+        mailoauth_context_free(ctx);
+        atomic_store(&g_ctx_freed, 1);
+    }
+    sleep_ms(200);
+    pthread_mutex_lock(&store.mu);
+    CHECK(store.after_free == 0, "%d host store callbacks ran after mailoauth_context_free returned", store.after_free);
+    CHECK(store.wrong_thread == 0, "%d host store callbacks ran on a thread that was not inside a library call",
+          store.wrong_thread);
+    CHECK(store.bad_key == 0, "%d callbacks with an unexpected key or lock value", store.bad_key);
+    CHECK(store.locks == store.unlocks, "lock/unlock balanced at the end: %d/%d", store.locks, store.unlocks);
+    pthread_mutex_unlock(&store.mu);
+    hs_destroy(&store);
+}
+
+/* -------------------------------------------------------------------- main */
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    signal(SIGALRM, on_alarm);
+    signal(SIGPIPE, SIG_IGN);
+    alarm((unsigned)env_int("MAILOAUTH_TEST_TIMEOUT", 600));
+
+    load_stack();
+    idp_reset();
+
+    char *dir = make_temp_dir();
+    CHECK(dir != NULL, "mkdtemp");
+    mailoauth_context *ctx = dir ? file_ctx(dir) : NULL;
+    if (ctx) {
+        test_consent_begin_arguments(ctx);
+        test_op_null_arguments();
+        test_context_call_arguments(ctx);
+    }
+    test_stale_context();
+    test_consent_begin_port_in_use();
+    if (ctx) {
+        test_op_running_and_cancel(ctx);
+        test_op_cancel_and_free_running(ctx);
+        if (STACK.up) test_consent_declined(ctx);
+    }
+    mailoauth_context_free(ctx);
+    if (dir) { rm_dir(dir); free(dir); }
+
+    if (STACK.up) {
+        test_consent_and_tokens();
+        test_host_store();
+        idp_admin("/admin/reset", "{}", NULL);
+    }
+    return tu_summary();
+}
