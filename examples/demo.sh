@@ -7,6 +7,11 @@
 # configuration for it: the test identity service's http:// URL, its tenant and client id,
 # the stack's CA and its mail hosts and ports.
 # Any other configuration: examples/demo.sh path/to/config.json (no stack is started).
+#
+# The demo signs alice@contoso.test in once for SMTP, IMAP and POP3. By default the test
+# identity service approves at once and examples/auto_browser.py stands in for the browser;
+# with --interactive the sign-in page waits for you to click "Accept" in your own browser
+# (the library opens it, or prints the URL to open).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -20,6 +25,12 @@ echo "== building the library and the host" >&2
 (cd "$ROOT" && cargo build --lib --quiet)
 "${CC:-gcc}" -std=c11 -Wall -Wextra -Werror -g -I"$ROOT/include" -o "$OUT/demo_host" "$HERE/demo_host.c" \
     -L"$LIBDIR" -lmailoauth -Wl,-rpath,"$LIBDIR"
+
+interactive=0
+if [[ "${1:-}" == "--interactive" ]]; then
+    interactive=1
+    shift
+fi
 
 if [[ $# -eq 0 && ! -f "$STACK_FILE" ]]; then
     echo "== starting the local test stack" >&2
@@ -51,13 +62,21 @@ config = {
         "pop3": {"host": s["pop3"]["host"], "port": s["pop3"]["tls"], "security": "tls"},
     },
     "tls": {"ca_file": s["ca_file"]},       # the stack's own CA, on top of the system's
-    "cache": {"protection": "none", "path": s["state_dir"] + "/demo-cache"},
-    "browser": "none",
+    "cache": {"protection": "user", "path": s["state_dir"] + "/demo-cache"},
+    "browser": "system",
 }
 json.dump(config, open(sys.argv[2], "w"), indent=2)
 EOF
     echo "== using the test stack ($STACK_FILE)" >&2
-    config=("$OUT/stack-config.json")
+    config=("$OUT/stack-config.json" "alice@contoso.test")
+    idp_admin="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["idp"]["http"])' "$STACK_FILE")/admin/settings"
+    if ((interactive)); then
+        python3 -c 'import sys,urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1], b"{\"auto_consent\": false}", {"Content-Type": "application/json"}))' "$idp_admin"
+        echo "== interactive: click Accept on the sign-in page" >&2
+    else
+        python3 -c 'import sys,urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1], b"{\"auto_consent\": true}", {"Content-Type": "application/json"}))' "$idp_admin"
+        export BROWSER="$HERE/auto_browser.py"
+    fi
 fi
 
 echo "== running $OUT/demo_host ${config[*]:-}" >&2

@@ -1,11 +1,14 @@
 /* examples/demo_host.c: the smallest complete host of libmailoauth.
  *
- *   demo_host [CONFIG.json]
+ *   demo_host [CONFIG.json [ACCOUNT]]
  *
  * Creates a context from a configuration file (or, without one, from a plain
  * Microsoft 365 configuration with a placeholder client id), prints the
- * library version and what the library resolved, and then shows how a host
- * reports an error, with a configuration that is wrong on purpose.
+ * library version and what the library resolved. With an ACCOUNT it then
+ * signs that account in once for SMTP, IMAP and POP3 (the browser opens at
+ * the sign-in page, or the URL is printed), shows the cached account and
+ * checks that a silent token is there for each protocol. Last, it shows how
+ * a host reports an error, with a configuration that is wrong on purpose.
  *
  * The pattern to copy:
  *   - every fallible call returns an int32_t code; MAILOAUTH_OK is 0;
@@ -14,12 +17,13 @@
  *   - strings the library hands out are freed with mailoauth_string_free,
  *     never with free().
  *
- * Next steps of this demo (later): consent -> send -> poll -> forward -> ack.
+ * Next steps of this demo (later): send -> poll -> forward -> ack.
  * Build and run it with examples/demo.sh. */
 #include "mailoauth.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Used when no configuration file is given. Replace the client id with your
  * app registration's "Application (client) ID" from Entra ID. */
@@ -64,6 +68,75 @@ static void print_last_error(int32_t rc)
     if (mailoauth_last_error(&json) == MAILOAUTH_OK) {
         printf("  record  : %s\n", json);
         mailoauth_string_free(json); /* the library's string: its free function */
+    }
+}
+
+/* Signs ACCOUNT in once for all three protocols, unless the cache already
+ * has a usable grant. Returns MAILOAUTH_OK or the failure's code. */
+static int32_t consent_once(mailoauth_context *ctx, const char *account)
+{
+    /* A silent token for all protocols means the user consented before:
+     * never ask twice. */
+    char *token = NULL;
+    int32_t rc = mailoauth_token_get(ctx, account, "smtp imap pop3", 0, &token);
+    if (rc == MAILOAUTH_OK) {
+        mailoauth_secret_free(token);
+        printf("  %s already signed in: no consent needed\n", account);
+        return MAILOAUTH_OK;
+    }
+    if (rc != MAILOAUTH_CONSENT_REQUIRED) return rc;
+
+    /* One consent covers SMTP, IMAP and POP3. */
+    char request[512];
+    snprintf(request, sizeof request,
+             "{\"account\": \"%s\", \"protocols\": [\"smtp\", \"imap\", \"pop3\"],"
+             " \"flow\": \"browser\", \"prompt\": \"select_account\", \"timeout_s\": 300}",
+             account); /* a real host escapes JSON properly; account names here are plain */
+    mailoauth_op *op = NULL;
+    rc = mailoauth_consent_begin(ctx, request, &op);
+    if (rc != MAILOAUTH_OK) return rc;
+
+    /* The URL the browser was sent to (a host with browser "none" opens it). */
+    char *info = NULL;
+    if (mailoauth_op_info(op, &info) == MAILOAUTH_OK) {
+        printf("  sign-in started: %s\n", info);
+        mailoauth_string_free(info);
+    }
+
+    /* Wait the way a UI would: short waits, free to do other work between. */
+    while ((rc = mailoauth_op_wait(op, 250)) == MAILOAUTH_PENDING) {
+    }
+    if (rc == MAILOAUTH_OK) {
+        char *result = NULL;
+        if (mailoauth_op_result(op, &result) == MAILOAUTH_OK) {
+            printf("  signed in: %s\n", result);
+            mailoauth_string_free(result);
+        }
+    }
+    mailoauth_op_free(op);
+    return rc; /* on failure the last error describes it (read it on this thread) */
+}
+
+/* Shows the cached accounts and whether a silent token is available for each
+ * protocol. The token itself is a secret: never print or log it. */
+static void show_account(mailoauth_context *ctx, const char *account)
+{
+    char *accounts = NULL;
+    if (mailoauth_account_list(ctx, &accounts) == MAILOAUTH_OK) {
+        printf("  cached accounts: %s\n", accounts);
+        mailoauth_string_free(accounts);
+    }
+    static const char *const protocols[] = {"smtp", "imap", "pop3"};
+    for (int i = 0; i < 3; i++) {
+        char *token = NULL;
+        int32_t rc = mailoauth_token_get(ctx, account, protocols[i], 0, &token);
+        if (rc == MAILOAUTH_OK) {
+            printf("  %-4s: silent token available (%zu characters)\n", protocols[i], strlen(token));
+            mailoauth_secret_free(token); /* zeroes it */
+        } else {
+            printf("  %-4s: no token\n", protocols[i]);
+            print_last_error(rc);
+        }
     }
 }
 
@@ -140,9 +213,22 @@ int main(int argc, char **argv)
         print_last_error(rc);
     }
 
-    /* (later: consent, send, poll, forward, ack with this context) */
+    /* 6. Sign in once and show the silent tokens (when an account is given). */
+    if (argc > 2) {
+        printf("\nconsent for %s:\n", argv[2]);
+        rc = consent_once(ctx, argv[2]);
+        if (rc != MAILOAUTH_OK) {
+            printf("  sign-in failed:\n");
+            print_last_error(rc);
+            mailoauth_context_free(ctx);
+            return 1;
+        }
+        show_account(ctx, argv[2]);
+    }
 
-    /* 6. Error reporting, shown with a configuration that is wrong on purpose. */
+    /* (later: send, poll, forward, ack with this context) */
+
+    /* 7. Error reporting, shown with a configuration that is wrong on purpose. */
     printf("\na configuration with a typo (\"hots\"):\n");
     mailoauth_context *bad = NULL;
     rc = mailoauth_context_new(BAD_CONFIG, MAILOAUTH_ABI_VERSION, &bad);
@@ -153,7 +239,7 @@ int main(int argc, char **argv)
         print_last_error(rc);
     }
 
-    /* 7. Clean up: free the context; switch the logger off before the host's
+    /* 8. Clean up: free the context; switch the logger off before the host's
      *    logging goes away. */
     mailoauth_context_free(ctx);
     mailoauth_set_logger(0, NULL, NULL);
