@@ -34,6 +34,9 @@ pub struct Context {
     client: OnceCell<Arc<OAuthClient>>,
     store: Mutex<StoreSlot>,
     tokens: Tokens,
+    /// Consents started on this context: freeing the context cancels the
+    /// ones still running (their grant could not be stored any more).
+    ops: Mutex<Vec<std::sync::Weak<ConsentOp>>>,
 }
 
 /// Where grants live: built on first use from the configuration, the
@@ -78,6 +81,7 @@ impl Context {
             cancel: Mutex::new(CancellationToken::new()),
             client: OnceCell::new(),
             store: Mutex::new(StoreSlot::default()),
+            ops: Mutex::new(Vec::new()),
         })
     }
 
@@ -203,7 +207,11 @@ impl Context {
         let runtime = self
             .handle()
             .ok_or_else(|| Error::internal("the runtime is gone"))?;
-        consent::begin(client, self.config.clone(), &runtime, req)
+        let op = consent::begin(client, self.config.clone(), &runtime, req)?;
+        let mut ops = self.ops.lock().unwrap_or_else(PoisonError::into_inner);
+        ops.retain(|w| w.strong_count() > 0);
+        ops.push(Arc::downgrade(&op));
+        Ok(op)
     }
 
     /// Waits up to `timeout` for a consent; when it succeeded, stores its
@@ -239,9 +247,14 @@ impl Context {
     }
 
     /// Called when the host frees the context: cancels running calls and
+    /// consents (a consent finishing later could not store its grant) and
     /// drops the host's callbacks for good.
     pub fn close(&self) {
         self.cancel();
+        let ops = std::mem::take(&mut *self.ops.lock().unwrap_or_else(PoisonError::into_inner));
+        for op in ops.iter().filter_map(std::sync::Weak::upgrade) {
+            op.cancel();
+        }
         let mut slot = self.slot();
         slot.closed = true;
         slot.built = None;

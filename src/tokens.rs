@@ -248,6 +248,20 @@ impl Tokens {
             }
             _ => {}
         }
+        match e.kind {
+            ErrorKind::ConsentRequired => log::warning!(
+                "{} needs to sign in again: {} ({})",
+                grant.account,
+                e.message.en,
+                e.provider_code.as_deref().unwrap_or("no provider code")
+            ),
+            ErrorKind::Throttled => log::warning!(
+                "the identity provider throttles refreshes of {} for {} s",
+                grant.account,
+                e.retry_after_s.unwrap_or(0)
+            ),
+            _ => log::info!("refreshing {} failed: {}", grant.account, e.message.en),
+        }
         grant.last_error = Some(record);
         if let Err(save_err) = store.save(grant) {
             log::warning!(

@@ -334,3 +334,24 @@ fn freshness_rule_is_min_five_minutes_or_half_the_lifetime() {
     assert!(!is_fresh(&at(0, 20), 11));
     assert!(!is_fresh(&at(0, 20), 25));
 }
+
+#[test]
+fn closing_the_context_cancels_its_running_consents() {
+    let idp = Idp::start();
+    idp.settings(json!({"auto_consent": true}));
+    let dir = tmp();
+    let ctx = context(&idp, dir.path(), "none");
+    let op = ctx
+        .consent_begin(r#"{"account":"alice@contoso.test","flow":"browser"}"#)
+        .unwrap();
+    let url = op.info()["authorize_url"].as_str().unwrap().to_string();
+    ctx.close();
+    let location = authorize_redirect(&url);
+    let (port, path) = split_url(&location);
+    // The listener is gone with the consent: the browser cannot land.
+    let landed = try_http_request("GET", port, &path, None, &[]);
+    assert!(landed.is_err(), "the listener still answered");
+    let r = op.wait(Duration::from_secs(10)).expect("finished");
+    assert_eq!(r.unwrap_err().kind, ErrorKind::Cancelled);
+    assert_eq!(counter(&idp, "authorization_code"), 0);
+}

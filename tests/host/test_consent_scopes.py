@@ -322,10 +322,6 @@ def test_throttled_still_hands_out_the_valid_cached_token(lib, ctx, idp):
 # ---- handle lifetimes ------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library: after context_free the op still shows 'Sign-in complete' and redeems the code, then op_wait is INVALID_STATE and the grant is dropped",
-)
 def test_op_outlives_its_context(lib, config, idp):
     """ABI: child handles keep their context alive, handles may be freed in
     any order. Whatever freeing the context first means for a running consent
