@@ -650,16 +650,21 @@ static int drive_browser_at(const char *file, int line, mailoauth_op *op)
 #define DRIVE_BROWSER(op) drive_browser_at(__FILE__, __LINE__, (op))
 
 /* Begins a browser consent for account, drives it and waits; 1 on success. */
-static int consent_at(const char *file, int line, mailoauth_context *ctx, const char *account)
+static int consent_req_at(const char *file, int line, mailoauth_context *ctx, const char *req)
 {
-    char req[512];
-    snprintf(req, sizeof req, "{\"account\":\"%s\",\"flow\":\"browser\",\"timeout_s\":120}", account);
     mailoauth_op *op = NULL;
     if (!expect_ok_at(file, line, "mailoauth_consent_begin", mailoauth_consent_begin(ctx, req, &op))) return 0;
     int ok = drive_browser_at(file, line, op) &&
              expect_ok_at(file, line, "mailoauth_op_wait after the browser flow", mailoauth_op_wait(op, 60000));
     mailoauth_op_free(op);
     return ok;
+}
+
+static int consent_at(const char *file, int line, mailoauth_context *ctx, const char *account)
+{
+    char req[512];
+    snprintf(req, sizeof req, "{\"account\":\"%s\",\"flow\":\"browser\",\"timeout_s\":120}", account);
+    return consent_req_at(file, line, ctx, req);
 }
 #define CONSENT(ctx, account) consent_at(__FILE__, __LINE__, (ctx), (account))
 
@@ -812,9 +817,24 @@ static void test_consent_begin_port_in_use(void)
         mailoauth_op *op = SENTINEL_OP;
         EXPECT_ERR(mailoauth_consent_begin(ctx, "{\"account\":\"" ALICE "\"}", &op), MAILOAUTH_INVALID_STATE, NULL);
         CHECK(op == SENTINEL_OP, "*out written on failure");
+        /* the port is free again: the next begin listens there */
+        close(fd);
+        fd = -1;
+        op = NULL;
+        if (EXPECT_OK(mailoauth_consent_begin(ctx, "{\"account\":\"" ALICE "\"}", &op))) {
+            CHECK(op_listener_port(op) == port, "redirect_uri uses the configured redirect.port %d", port);
+            /* handles may be freed in any order: the context first, the running op after */
+            mailoauth_context_free(ctx);
+            ctx = NULL;
+            char *j = NULL;
+            EXPECT_OK(mailoauth_op_info(op, &j));
+            mailoauth_string_free(j);
+            EXPECT_OK(mailoauth_op_cancel(op));
+            mailoauth_op_free(op);
+        }
         mailoauth_context_free(ctx);
     }
-    close(fd);
+    if (fd >= 0) close(fd);
 }
 
 static void test_op_null_arguments(void)
@@ -983,7 +1003,8 @@ static void test_op_running_and_cancel(mailoauth_context *ctx)
     CHECK(state && strcmp(state, "waiting_for_user") == 0, "state after begin: %s", info ? info : "(null)");
     const char *url = jstr(v, "authorize_url");
     char prefix[512];
-    snprintf(prefix, sizeof prefix, "%s/%s/oauth2/v2.0/authorize?", STACK.http, STACK.tenant);
+    snprintf(prefix, sizeof prefix, "%s/%s/oauth2/v2.0/authorize?", STACK.up ? STACK.http : "http://127.0.0.1:9",
+             STACK.up ? STACK.tenant : "organizations");
     CHECK(url && strncmp(url, prefix, strlen(prefix)) == 0, "authorize_url %s, want a prefix %s", url ? url : "(none)",
           prefix);
     CHECK(url && strstr(url, "code_challenge=") && strstr(url, "state=") && strstr(url, "login_hint=alice%40contoso.test"),
@@ -1098,39 +1119,18 @@ static void test_op_cancel_and_free_running(mailoauth_context *ctx)
         }
         EXPECT_ERR(mailoauth_op_wait(op, 0), MAILOAUTH_INVALID_ARGUMENT, "op");
     }
-
-    /* op_free of a running op while the context is gone already (any order) */
-    op = NULL;
-    char cfg[4096];
-    config_json(cfg, sizeof cfg, "{\"protection\":\"none\",\"path\":\"/nonexistent-mailoauth-ctest\"}");
-    mailoauth_context *c2 = NULL;
-    if (EXPECT_OK(ctx_new(cfg, &c2)) && EXPECT_OK(mailoauth_consent_begin(c2, "{}", &op))) {
-        mailoauth_context_free(c2);
-        char *j = NULL;
-        CHECK(mailoauth_op_info(op, &j) == MAILOAUTH_OK, "op_info after its context was freed");
-        mailoauth_string_free(j);
-        mailoauth_op_free(op);
-    }
 }
 
 /* The browser consent end to end, then tokens, accounts, revoke, remove. */
-static void test_consent_and_tokens(void)
+static void test_consent_and_tokens(mailoauth_context *ctx, const char *dir)
 {
-    char *dir = make_temp_dir();
-    if (!CHECK(dir != NULL, "mkdtemp")) return;
-    mailoauth_context *ctx = file_ctx(dir);
-    if (!ctx) { rm_dir(dir); free(dir); return; }
 
     /* ------------------------------------------------ consent for alice */
     mailoauth_op *op = NULL;
     if (!EXPECT_OK(mailoauth_consent_begin(ctx, "{\"account\":\"" ALICE "\",\"protocols\":[\"smtp\",\"imap\",\"pop3\"],"
                                                 "\"flow\":\"browser\",\"prompt\":\"select_account\",\"timeout_s\":120}",
-                                           &op))) {
-        mailoauth_context_free(ctx);
-        rm_dir(dir);
-        free(dir);
+                                           &op)))
         return;
-    }
     CHECK(op_state_is(op, "waiting_for_user"), "state after begin is waiting_for_user");
     int port = op_listener_port(op);
     DRIVE_BROWSER(op);
@@ -1193,15 +1193,6 @@ static void test_consent_and_tokens(void)
     free(t_forced);
     free(t_after);
 
-    /* the token of a second context on the same folder (read from the file) */
-    {
-        mailoauth_context *c2 = file_ctx(dir);
-        char *t2 = c2 ? token_copy(c2, ALICE, "imap", 0, &rc) : NULL;
-        CHECK(token_plausible(t2), "a second context on the same cache folder gets a token (rc %d)", rc);
-        free(t2);
-        mailoauth_context_free(c2);
-    }
-
     /* ------------------------------------------------------ account_list */
     char *raw = NULL;
     jval *list = account_list(ctx, &raw);
@@ -1222,6 +1213,48 @@ static void test_consent_and_tokens(void)
     struct stat st;
     CHECK(stat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077) == 0,
           "the grant file %s exists and is owner-only", path);
+
+    /* ------------------------- a consent for some protocols covers only those */
+#define SHARED "shared@contoso.test"
+    if (consent_req_at(__FILE__, __LINE__, ctx, "{\"account\":\"" SHARED "\",\"protocols\":[\"imap\"]}")) {
+        char *ts = token_copy(ctx, SHARED, "imap", 0, &rc);
+        CHECK(token_plausible(ts), "token for the consented protocol (rc %d %s)", rc, code_name(rc));
+        free(ts);
+        char *t = SENTINEL_STR;
+        EXPECT_ERR(mailoauth_token_get(ctx, SHARED, "smtp", 0, &t), MAILOAUTH_CONSENT_REQUIRED, NULL);
+        EXPECT_ERR(mailoauth_token_get(ctx, SHARED, "imap pop3", MAILOAUTH_TOKEN_FORCE_REFRESH, &t),
+                   MAILOAUTH_CONSENT_REQUIRED, NULL);
+        CHECK(t == SENTINEL_STR, "*out_token written on failure");
+        list = account_list(ctx, &raw);
+        e = list_entry(list, SHARED);
+        protos = jget(e, "protocols");
+        CHECK(protos && protos->t == J_ARR && protos->count == 1 && protos->items[0]->t == J_STR &&
+                  strcmp(protos->items[0]->s, "imap") == 0,
+              "protocols of %s: %s", SHARED, raw ? raw : "");
+        jfree(list);
+        free(raw);
+        /* a later consent for more protocols keeps the grant and adds them; this one is
+           settled by op_result alone (it stores the grant when no wait did yet) */
+        mailoauth_op *op2 = NULL;
+        if (EXPECT_OK(mailoauth_consent_begin(ctx, "{\"account\":\"" SHARED "\",\"protocols\":[\"smtp\"]}", &op2)) &&
+            DRIVE_BROWSER(op2)) {
+            char *j2 = NULL;
+            int32_t r2;
+            long long end = now_ms() + 20000;
+            while ((r2 = mailoauth_op_result(op2, &j2)) == MAILOAUTH_INVALID_STATE && now_ms() < end) sleep_ms(20);
+            if (expect_ok_at(__FILE__, __LINE__, "op_result without a wait", r2)) {
+                CHECK(strstr(j2, "\"account\":\"" SHARED "\"") != NULL, "op_result: %s", j2);
+                mailoauth_string_free(j2);
+            }
+            CHECK(op_state_is(op2, "done"), "state done after op_result");
+            EXPECT_OK(mailoauth_op_wait(op2, 0));
+            char *t2 = token_copy(ctx, SHARED, "smtp imap", 0, &rc);
+            CHECK(token_plausible(t2), "after a second consent smtp and imap both work (rc %d %s)", rc, code_name(rc));
+            free(t2);
+        }
+        mailoauth_op_free(op2);
+        EXPECT_OK(mailoauth_account_remove(ctx, SHARED));
+    }
 
     /* -------------------------------------- revoke: FORCE_REFRESH fails */
     if (CONSENT(ctx, CAROL)) {
@@ -1313,10 +1346,6 @@ static void test_consent_and_tokens(void)
     CHECK(list && list_entry(list, ALICE) == NULL, "alice still listed after account_remove: %s", raw ? raw : "");
     jfree(list);
     free(raw);
-
-    mailoauth_context_free(ctx);
-    rm_dir(dir);
-    free(dir);
 }
 
 /* A failing consent: the user cancels at the IdP (DECLINED), the failure is
@@ -1367,16 +1396,21 @@ typedef struct {
     pthread_mutex_t mu;
     struct { char *key; uint8_t *data; size_t len; } e[HS_MAX];
     int n;
-    int loads, saves, locks, unlocks, held, held_min;
+    int loads, saves, grant_saves, locks, unlocks, held, held_min;
     int32_t save_fail, lock_fail, load_fail;
-    pthread_t expected;   /* the thread that is inside a call into the library */
-    int expect_set;
+    pthread_t expected[4]; /* the threads that are inside a call into the library */
+    int nexpected;
     int wrong_thread;     /* callbacks on another thread */
     int after_free;       /* callbacks after mailoauth_context_free returned */
     int bad_key;          /* a key that is not grant:/poll:/index: */
     /* blob_set probes from inside a load callback */
     int probes_done;
-    int32_t rc_null_sink, rc_fake_sink, rc_negative, rc_null_data, rc_good;
+    int32_t rc_null_sink, rc_fake_sink, rc_negative, rc_null_data, rc_too_large, rc_empty, rc_other_thread, rc_good;
+    /* a slow load (for the replacement race) */
+    int load_sleep_ms;
+    atomic_int in_load;
+    atomic_int revoked;   /* set once a set_store that replaced these callbacks returned */
+    int after_revoke;     /* callbacks after that */
     mailoauth_blob *last_sink;
 } hstore;
 
@@ -1401,8 +1435,16 @@ static void hs_destroy(hstore *s)
 static void hs_expect_self(hstore *s)
 {
     pthread_mutex_lock(&s->mu);
-    s->expected = pthread_self();
-    s->expect_set = 1;
+    s->expected[0] = pthread_self();
+    s->nexpected = 1;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Declares the calling thread as one more that calls into the library. */
+static void hs_expect_add(hstore *s)
+{
+    pthread_mutex_lock(&s->mu);
+    if (s->nexpected < 4) s->expected[s->nexpected++] = pthread_self();
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -1410,7 +1452,11 @@ static void hs_expect_self(hstore *s)
 static void hs_enter(hstore *s, const char *key)
 {
     if (atomic_load(&g_ctx_freed)) s->after_free++;
-    if (!s->expect_set || !pthread_equal(s->expected, pthread_self())) s->wrong_thread++;
+    if (atomic_load(&s->revoked)) s->after_revoke++;
+    int known = 0;
+    for (int k = 0; k < s->nexpected; k++)
+        if (pthread_equal(s->expected[k], pthread_self())) known = 1;
+    if (!known) s->wrong_thread++;
     if (key == NULL || (strncmp(key, "grant:", 6) != 0 && strncmp(key, "poll:", 5) != 0 && strncmp(key, "index:", 6) != 0 &&
                         strncmp(key, "corrupt:", 8) != 0))
         s->bad_key++;
@@ -1423,12 +1469,33 @@ static int hs_find(hstore *s, const char *key)
     return -1;
 }
 
+typedef struct {
+    mailoauth_blob *sink;
+    int32_t rc;
+} blob_probe;
+
+static void *thread_blob_set(void *p)
+{
+    blob_probe *b = p;
+    uint8_t x = 1;
+    b->rc = mailoauth_blob_set(b->sink, &x, 1);
+    return NULL;
+}
+
 static int32_t hs_load(void *user_data, const char *key, mailoauth_blob *sink)
 {
     hstore *s = user_data;
     pthread_mutex_lock(&s->mu);
     hs_enter(s, key);
     s->loads++;
+    int sleep_for = s->load_sleep_ms;
+    pthread_mutex_unlock(&s->mu);
+    if (sleep_for > 0) {
+        atomic_store(&s->in_load, 1);
+        sleep_ms(sleep_for);
+        atomic_store(&s->in_load, 0);
+    }
+    pthread_mutex_lock(&s->mu);
     int32_t rc = s->load_fail;
     if (rc == 0) {
         if (!s->probes_done) {
@@ -1439,6 +1506,18 @@ static int32_t hs_load(void *user_data, const char *key, mailoauth_blob *sink)
             s->rc_fake_sink = mailoauth_blob_set((mailoauth_blob *)&fake, &b, 1);
             s->rc_negative = mailoauth_blob_set(sink, &b, -1);
             s->rc_null_data = mailoauth_blob_set(sink, NULL, 1);
+            /* larger than 64 MiB: TOO_LARGE (a real buffer of that size, lazily zeroed) */
+            size_t big_len = (size_t)64 * 1024 * 1024 + 1;
+            uint8_t *big = calloc(1, big_len);
+            s->rc_too_large = big ? mailoauth_blob_set(sink, big, (int64_t)big_len) : -1;
+            free(big);
+            /* NULL data with len 0: an empty sink (nothing stored) */
+            s->rc_empty = mailoauth_blob_set(sink, NULL, 0);
+            /* the right sink, but from another thread than the callback's */
+            blob_probe bp = {sink, -1};
+            pthread_t th;
+            if (pthread_create(&th, NULL, thread_blob_set, &bp) == 0) pthread_join(th, NULL);
+            s->rc_other_thread = bp.rc;
             s->probes_done = 1;
         }
         s->last_sink = sink;
@@ -1458,6 +1537,7 @@ static int32_t hs_save(void *user_data, const char *key, const uint8_t *data, in
     pthread_mutex_lock(&s->mu);
     hs_enter(s, key);
     s->saves++;
+    if (key && strncmp(key, "grant:", 6) == 0 && len > 0) s->grant_saves++;
     int32_t rc = s->save_fail;
     if (rc == 0 && key != NULL) {
         int k = hs_find(s, key);
@@ -1531,12 +1611,13 @@ typedef struct {
     int32_t rc;
     char *err;
     char *token;
+    hstore *also; /* a second store whose callbacks may run on this thread */
 } hs_call;
 
 static void *thread_op_wait(void *p)
 {
     hs_call *c = p;
-    hs_expect_self(c->s);
+    hs_expect_add(c->s);
     c->rc = mailoauth_op_wait(c->op, 60000);
     c->err = le_json();
     return NULL;
@@ -1546,12 +1627,50 @@ static void *thread_token_get(void *p)
 {
     hs_call *c = p;
     hs_expect_self(c->s);
+    if (c->also) hs_expect_add(c->also);
     char *t = NULL;
     c->rc = mailoauth_token_get(c->ctx, BOB, "imap", 0, &t);
     c->token = t ? strdup(t) : NULL;
     mailoauth_secret_free(t);
     c->err = le_json();
     return NULL;
+}
+
+/* set_store returns only when no callback of the previous registration
+ * runs, and none runs afterwards: a slow load on another thread, replaced
+ * from this one. Ends with `store` registered. */
+static void test_store_replace_race(mailoauth_context *ctx, hstore *store)
+{
+    static hstore slow;
+    hs_init(&slow);
+    slow.load_sleep_ms = 400;
+    slow.probes_done = 1;
+    if (!EXPECT_OK(mailoauth_context_set_store(ctx, hs_load, hs_save, hs_lock, &slow))) return;
+    hs_expect_self(store);
+    hs_call c = {&slow, NULL, ctx, -1, NULL, NULL, store};
+    pthread_t th;
+    pthread_create(&th, NULL, thread_token_get, &c);
+    long long end = now_ms() + 20000;
+    while (!atomic_load(&slow.in_load) && now_ms() < end) sleep_ms(5);
+    int was_in = atomic_load(&slow.in_load);
+    CHECK(was_in, "the slow load callback started");
+    int32_t rc = mailoauth_context_set_store(ctx, hs_load, hs_save, hs_lock, store);
+    int still_in = atomic_load(&slow.in_load);
+    atomic_store(&slow.revoked, 1);
+    expect_ok_at(__FILE__, __LINE__, "set_store replacing a registration whose load runs", rc);
+    CHECK(!(was_in && still_in), "set_store returned while a callback of the previous registration still ran");
+    pthread_join(th, NULL);
+    NOTE("token_get whose store was replaced during its load: %d %s", c.rc, code_name(c.rc));
+    free(c.token);
+    free(c.err);
+    sleep_ms(100);
+    pthread_mutex_lock(&slow.mu);
+    CHECK(slow.after_revoke == 0, "%d callbacks of the replaced registration ran after set_store returned",
+          slow.after_revoke);
+    CHECK(slow.wrong_thread == 0, "%d slow callbacks on a thread not inside a library call", slow.wrong_thread);
+    pthread_mutex_unlock(&slow.mu);
+    hs_destroy(&slow);
+    hs_expect_self(store);
 }
 
 static mailoauth_context *key_ctx(void)
@@ -1582,6 +1701,7 @@ static void test_host_store(void)
     EXPECT_OK(mailoauth_context_set_store(ctx, hs_load, hs_save, NULL, &store)); /* lock optional */
     EXPECT_OK(mailoauth_context_set_store(ctx, hs_load, hs_save, hs_lock, &store)); /* replace */
     EXPECT_OK(mailoauth_context_set_cache_key(ctx, key, 32));
+    test_store_replace_race(ctx, &store);
 
     /* an empty store */
     char *raw = NULL;
@@ -1604,6 +1724,10 @@ static void test_host_store(void)
     CHECK(store.rc_negative == MAILOAUTH_INVALID_ARGUMENT, "blob_set(len -1) in a load callback: %d", store.rc_negative);
     CHECK(store.rc_null_data == MAILOAUTH_INVALID_ARGUMENT, "blob_set(NULL data, len 1) in a load callback: %d",
           store.rc_null_data);
+    CHECK(store.rc_too_large == MAILOAUTH_TOO_LARGE, "blob_set(64 MiB + 1) in a load callback: %d", store.rc_too_large);
+    CHECK(store.rc_empty == MAILOAUTH_OK, "blob_set(NULL, 0) in a load callback: %d", store.rc_empty);
+    CHECK(store.rc_other_thread == MAILOAUTH_INVALID_ARGUMENT,
+          "blob_set with the running callback's sink from another thread: %d", store.rc_other_thread);
     /* a sink after its callback returned: refused */
     if (store.last_sink) {
         uint8_t b = 1;
@@ -1615,12 +1739,24 @@ static void test_host_store(void)
     mailoauth_op *op = NULL;
     if (EXPECT_OK(mailoauth_consent_begin(ctx, "{\"account\":\"" BOB "\",\"timeout_s\":120}", &op))) {
         DRIVE_BROWSER(op);
-        hs_call c = {&store, op, ctx, -1, NULL, NULL};
-        pthread_t th;
-        pthread_create(&th, NULL, thread_op_wait, &c);
-        pthread_join(th, NULL);
-        CHECK(c.rc == MAILOAUTH_OK, "op_wait on another thread: %d %s; %s", c.rc, code_name(c.rc), c.err ? c.err : "");
-        free(c.err);
+        /* two threads wait at once: both see OK, the grant is stored once, on one of them */
+        pthread_mutex_lock(&store.mu);
+        store.nexpected = 0;
+        int grant_saves0 = store.grant_saves;
+        pthread_mutex_unlock(&store.mu);
+        hs_call c[2] = {{&store, op, ctx, -1, NULL, NULL, NULL}, {&store, op, ctx, -1, NULL, NULL, NULL}};
+        pthread_t th[2];
+        for (int k = 0; k < 2; k++) pthread_create(&th[k], NULL, thread_op_wait, &c[k]);
+        for (int k = 0; k < 2; k++) {
+            pthread_join(th[k], NULL);
+            CHECK(c[k].rc == MAILOAUTH_OK, "op_wait on thread %d: %d %s; %s", k, c[k].rc, code_name(c[k].rc),
+                  c[k].err ? c[k].err : "");
+            free(c[k].err);
+        }
+        pthread_mutex_lock(&store.mu);
+        int grant_saves = store.grant_saves - grant_saves0;
+        pthread_mutex_unlock(&store.mu);
+        CHECK(grant_saves == 1, "the consent's grant was saved %d times, want once", grant_saves);
         hs_expect_self(&store);
         char *j = NULL;
         if (EXPECT_OK(mailoauth_op_result(op, &j))) {
@@ -1639,7 +1775,7 @@ static void test_host_store(void)
     if (!tok) expect_ok_at(__FILE__, __LINE__, "token_get through the host store", rc);
     CHECK(token_plausible(tok), "bob's token: %zu characters", tok ? strlen(tok) : 0);
     {
-        hs_call c = {&store, NULL, ctx, -1, NULL, NULL};
+        hs_call c = {&store, NULL, ctx, -1, NULL, NULL, NULL};
         pthread_t th;
         pthread_create(&th, NULL, thread_token_get, &c);
         pthread_join(th, NULL);
@@ -1649,22 +1785,21 @@ static void test_host_store(void)
         free(c.err);
         hs_expect_self(&store);
     }
-    /* a fresh context with the same key and store reads the grant */
+    /* registering the store again forgets what the context holds in memory: the grant is read back */
+    EXPECT_OK(mailoauth_context_set_store(ctx, hs_load, hs_save, hs_lock, &store));
     {
-        mailoauth_context *c2 = key_ctx();
-        if (c2) {
-            EXPECT_OK(mailoauth_context_set_store(c2, hs_load, hs_save, hs_lock, &store));
-            EXPECT_OK(mailoauth_context_set_cache_key(c2, key, 32));
-            char *t2 = token_copy(c2, BOB, "pop3", 0, &rc);
-            CHECK(token_plausible(t2), "a second context reads the host store's grant (rc %d %s)", rc, code_name(rc));
-            free(t2);
-            /* with another key the blob cannot be decrypted */
-            uint8_t other[32];
-            memset(other, 0x11, sizeof other);
-            EXPECT_OK(mailoauth_context_set_cache_key(c2, other, 32));
-            EXPECT_ERR(mailoauth_token_get(c2, BOB, "pop3", 0, &t), MAILOAUTH_CACHE_CORRUPT, NULL);
-            mailoauth_context_free(c2);
-        }
+        char *t2 = token_copy(ctx, BOB, "pop3", 0, &rc);
+        CHECK(token_plausible(t2), "the grant is read back from the host store (rc %d %s)", rc, code_name(rc));
+        free(t2);
+        /* with another key the blob cannot be decrypted; with the right one again it can */
+        uint8_t other[32];
+        memset(other, 0x11, sizeof other);
+        EXPECT_OK(mailoauth_context_set_cache_key(ctx, other, 32));
+        EXPECT_ERR(mailoauth_token_get(ctx, BOB, "pop3", 0, &t), MAILOAUTH_CACHE_CORRUPT, NULL);
+        EXPECT_OK(mailoauth_context_set_cache_key(ctx, key, 32));
+        t2 = token_copy(ctx, BOB, "pop3", 0, &rc);
+        CHECK(token_plausible(t2), "the right key again reads the grant (rc %d %s)", rc, code_name(rc));
+        free(t2);
     }
     /* the blob is encrypted: no JSON keys, no token in it */
     if (blob) {
@@ -1727,23 +1862,18 @@ static void test_host_store(void)
     CHECK(blob != NULL, "the grant survives a failed save and a BUSY lock");
     free(blob);
 
-    /* a failing load: CACHE_IO with its value (a fresh context has nothing in memory) */
-    {
-        mailoauth_context *c3 = key_ctx();
-        if (c3) {
-            EXPECT_OK(mailoauth_context_set_store(c3, hs_load, hs_save, hs_lock, &store));
-            EXPECT_OK(mailoauth_context_set_cache_key(c3, key, 32));
-            pthread_mutex_lock(&store.mu);
-            store.load_fail = 5;
-            pthread_mutex_unlock(&store.mu);
-            EXPECT_ERR(mailoauth_token_get(c3, BOB, "smtp", 0, &t), MAILOAUTH_CACHE_IO, "5");
-            EXPECT_ERR(mailoauth_account_list(c3, &raw), MAILOAUTH_CACHE_IO, "5");
-            pthread_mutex_lock(&store.mu);
-            store.load_fail = 0;
-            pthread_mutex_unlock(&store.mu);
-            mailoauth_context_free(c3);
-        }
-    }
+    /* a failing load: CACHE_IO with its value (registering again empties the memory) */
+    EXPECT_OK(mailoauth_context_set_store(ctx, hs_load, hs_save, hs_lock, &store));
+    pthread_mutex_lock(&store.mu);
+    store.load_fail = 5;
+    pthread_mutex_unlock(&store.mu);
+    EXPECT_ERR(mailoauth_token_get(ctx, BOB, "smtp", 0, &t), MAILOAUTH_CACHE_IO, "5");
+    raw = SENTINEL_STR;
+    EXPECT_ERR(mailoauth_account_list(ctx, &raw), MAILOAUTH_CACHE_IO, "5");
+    CHECK(raw == SENTINEL_STR, "*out_json written on failure");
+    pthread_mutex_lock(&store.mu);
+    store.load_fail = 0;
+    pthread_mutex_unlock(&store.mu);
 
     /* sign-out: the blob is deleted (save with len 0) */
     EXPECT_OK(mailoauth_account_remove(ctx, BOB));
@@ -1762,12 +1892,10 @@ static void test_host_store(void)
         }
         pthread_mutex_unlock(&store.mu);
         CHECK(k >= 0, "carol's grant is in the host store");
-        mailoauth_context *c4 = key_ctx(); /* nothing in memory: reads the store */
-        if (c4 && k >= 0) {
-            EXPECT_OK(mailoauth_context_set_store(c4, hs_load, hs_save, hs_lock, &store));
-            EXPECT_OK(mailoauth_context_set_cache_key(c4, key, 32));
-            EXPECT_ERR(mailoauth_token_get(c4, CAROL, "smtp", 0, &t), MAILOAUTH_CACHE_CORRUPT, NULL);
-            EXPECT_OK(mailoauth_cache_reset(c4));
+        /* registering again empties the memory: the next call reads the store */
+        if (k >= 0 && EXPECT_OK(mailoauth_context_set_store(ctx, hs_load, hs_save, hs_lock, &store))) {
+            EXPECT_ERR(mailoauth_token_get(ctx, CAROL, "smtp", 0, &t), MAILOAUTH_CACHE_CORRUPT, NULL);
+            EXPECT_OK(mailoauth_cache_reset(ctx));
             blob = hs_get(&store, "grant:" CAROL, &blen);
             CHECK(blob == NULL, "cache_reset left the corrupt blob under grant:%s", CAROL);
             free(blob);
@@ -1777,10 +1905,9 @@ static void test_host_store(void)
                 if (strncmp(store.e[m].key, "corrupt:", 8) == 0 && strstr(store.e[m].key, "grant:" CAROL)) aside = 1;
             pthread_mutex_unlock(&store.mu);
             CHECK(aside, "cache_reset kept the corrupt blob aside (a corrupt:*:grant:%s key)", CAROL);
-            EXPECT_ERR(mailoauth_token_get(c4, CAROL, "smtp", 0, &t), MAILOAUTH_CONSENT_REQUIRED, NULL);
-            EXPECT_OK(mailoauth_cache_reset(c4)); /* nothing more to move */
+            EXPECT_ERR(mailoauth_token_get(ctx, CAROL, "smtp", 0, &t), MAILOAUTH_CONSENT_REQUIRED, NULL);
+            EXPECT_OK(mailoauth_cache_reset(ctx)); /* nothing more to move */
         }
-        mailoauth_context_free(c4);
     }
     CHECK(t == SENTINEL_STR, "*out_token written on failure");
 
@@ -1830,6 +1957,14 @@ static void test_host_store(void)
 
 /* -------------------------------------------------------------------- main */
 
+/* Runs one test; with MAILOAUTH_TEST_TIMING=1 prints how long it took. */
+#define RUN(call)                                                                             \
+    do {                                                                                      \
+        long long t0_ = now_ms();                                                             \
+        call;                                                                                 \
+        if (getenv("MAILOAUTH_TEST_TIMING")) printf("timing: %s: %lld ms\n", #call, now_ms() - t0_); \
+    } while (0)
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1844,23 +1979,23 @@ int main(void)
     CHECK(dir != NULL, "mkdtemp");
     mailoauth_context *ctx = dir ? file_ctx(dir) : NULL;
     if (ctx) {
-        test_consent_begin_arguments(ctx);
-        test_op_null_arguments();
-        test_context_call_arguments(ctx);
+        RUN(test_consent_begin_arguments(ctx));
+        RUN(test_op_null_arguments());
+        RUN(test_context_call_arguments(ctx));
     }
-    test_stale_context();
-    test_consent_begin_port_in_use();
+    RUN(test_stale_context());
+    RUN(test_consent_begin_port_in_use());
     if (ctx) {
-        test_op_running_and_cancel(ctx);
-        test_op_cancel_and_free_running(ctx);
-        if (STACK.up) test_consent_declined(ctx);
+        RUN(test_op_running_and_cancel(ctx));
+        RUN(test_op_cancel_and_free_running(ctx));
+        if (STACK.up) RUN(test_consent_declined(ctx));
+        if (STACK.up) RUN(test_consent_and_tokens(ctx, dir));
     }
     mailoauth_context_free(ctx);
     if (dir) { rm_dir(dir); free(dir); }
 
     if (STACK.up) {
-        test_consent_and_tokens();
-        test_host_store();
+        RUN(test_host_store());
         idp_admin("/admin/reset", "{}", NULL);
     }
     return tu_summary();
