@@ -15,6 +15,7 @@ pub mod i18n;
 pub mod log;
 pub mod protocol;
 pub mod secret;
+pub mod smtp;
 pub mod tokens;
 
 pub mod ffi;
