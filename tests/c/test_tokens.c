@@ -483,18 +483,24 @@ static int idp_admin(const char *path, const char *json_body, char **body_out)
     return st;
 }
 
-/* The IdP's count of successful refresh_token grants (-1 if unreadable). */
-static long long idp_refresh_count(void)
+/* An IdP counter ("token.refresh_token", "token.errors"; -1 if unreadable). */
+static long long idp_counter(const char *path)
 {
     char *body = NULL;
     long long n = -1;
     if (idp_admin("/admin/counters", NULL, &body) == 200 && body) {
         jval *v = jparse(body, NULL);
-        if (!jint(v, "token.refresh_token", &n)) n = -1;
+        if (!jint(v, path, &n)) n = -1;
         jfree(v);
     }
     free(body);
     return n;
+}
+
+/* The IdP's count of successful refresh_token grants (-1 if unreadable). */
+static long long idp_refresh_count(void)
+{
+    return idp_counter("token.refresh_token");
 }
 
 static void idp_reset(void)
@@ -1204,6 +1210,13 @@ static void test_consent_and_tokens(mailoauth_context *ctx, const char *dir)
     CHECK(raw && !strstr(raw, "refresh_token"), "account_list shows a refresh_token: %s", raw ? raw : "");
     const jval *protos = jget(e, "protocols");
     CHECK(protos && protos->t == J_ARR && protos->count == 3, "protocols of %s: %s", ALICE, raw ? raw : "");
+    {
+        long long since = 0, at_exp = 0, now = (long long)time(NULL);
+        CHECK(jint(e, "since", &since) && since > now - 600 && since <= now + 5, "since: %s", raw ? raw : "");
+        CHECK(jint(e, "access_token_expires_at", &at_exp) && at_exp > now, "access_token_expires_at: %s", raw ? raw : "");
+        CHECK(jstr(e, "tenant_id") && strcmp(jstr(e, "tenant_id"), STACK.tenant) == 0, "tenant_id: %s", raw ? raw : "");
+        CHECK(!jhas_null_member(list), "account_list has null-valued keys: %s", raw ? raw : "");
+    }
     jfree(list);
     free(raw);
 
@@ -1278,9 +1291,13 @@ static void test_consent_and_tokens(mailoauth_context *ctx, const char *dir)
         }
         CHECK(t == SENTINEL_STR, "*out_token written on failure");
         /* marked: further calls fail fast with CONSENT_REQUIRED, without contacting the IdP */
-        long long before_fast = idp_refresh_count();
+        long long ok_before = idp_refresh_count(), err_before = idp_counter("token.errors");
         EXPECT_ERR(mailoauth_token_get(ctx, CAROL, "smtp", MAILOAUTH_TOKEN_FORCE_REFRESH, &t), MAILOAUTH_CONSENT_REQUIRED, NULL);
-        CHECK(idp_refresh_count() == before_fast, "a marked account succeeded a refresh?");
+        EXPECT_ERR(mailoauth_token_get(ctx, CAROL, "imap", 0, &t), MAILOAUTH_CONSENT_REQUIRED, NULL);
+        long long ok_after = idp_refresh_count(), err_after = idp_counter("token.errors");
+        CHECK(err_before >= 0 && ok_after == ok_before && err_after == err_before,
+              "a marked account fails fast without the token endpoint (at most once a minute): "
+              "%lld refreshes, %lld errors more", ok_after - ok_before, err_after - err_before);
         list = account_list(ctx, &raw);
         e = list_entry(list, CAROL);
         CHECK(e && jstr(e, "state") && strcmp(jstr(e, "state"), "consent_required") == 0,
@@ -1375,7 +1392,14 @@ static void test_consent_declined(mailoauth_context *ctx)
             http_url("GET", target, NULL, &r);
             CHECK(r.status == 200, "the listener answers the error redirect: %d", r.status);
             http_free(&r);
-            EXPECT_ERR(mailoauth_op_wait(op, 30000), MAILOAUTH_DECLINED, NULL);
+            if (EXPECT_ERR(mailoauth_op_wait(op, 30000), MAILOAUTH_DECLINED, NULL)) {
+                lasterr le;
+                le_get(&le);
+                const char *pe = jstr(le.root, "provider_error"), *pc = jstr(le.root, "provider_code");
+                CHECK(pe && strcmp(pe, "access_denied") == 0, "provider_error of a decline: %s", le.json ? le.json : "");
+                CHECK(pc && strcmp(pc, "AADSTS65004") == 0, "provider_code of a decline: %s", le.json ? le.json : "");
+                le_free(&le);
+            }
             CHECK(op_state_is(op, "failed"), "state after a decline is failed");
             char *j = SENTINEL_STR;
             EXPECT_ERR(mailoauth_op_result(op, &j), MAILOAUTH_DECLINED, NULL);
