@@ -86,7 +86,9 @@ pub unsafe extern "C" fn mailoauth_consent_begin(
 /// sees the consent succeed (host store callbacks run there).
 #[unsafe(no_mangle)]
 pub extern "C" fn mailoauth_op_wait(op: *mut mailoauth_op, timeout_ms: i32) -> i32 {
-    ffi_boundary! {
+    // PENDING sets nothing: the last error stays as it was; OK clears it and
+    // a failure replaces it.
+    ffi_boundary_keep_error! {
         let h = try_ffi!(OPS.get(op, "op"));
         let lang = h.ctx.language();
         let timeout = if timeout_ms < 0 {
@@ -96,7 +98,10 @@ pub extern "C" fn mailoauth_op_wait(op: *mut mailoauth_op, timeout_ms: i32) -> i
         };
         match h.settle(timeout) {
             None => MAILOAUTH_PENDING,
-            Some(Ok(_)) => MAILOAUTH_OK,
+            Some(Ok(_)) => {
+                error::clear();
+                MAILOAUTH_OK
+            }
             Some(Err(e)) => error::set(&e, lang),
         }
     }
