@@ -2,4 +2,5 @@
 //! project's own connections (TCP_NODELAY, rustls, AUTH by hand) and a small
 //! per-mailbox pool. The C exports live in `ffi` once the whole feature is in.
 
+pub mod compose;
 pub mod request;
