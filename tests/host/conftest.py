@@ -15,7 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import mailoauth_ctypes as mo  # noqa: E402
-from stackutil import STACK_FILE, Idp, load_stack, make_config, need  # noqa: E402
+from stackutil import STACK_FILE, Idp, load_stack, make_config, need, skip_or_fail  # noqa: E402
 
 
 # ---- fixtures ---------------------------------------------------------------
@@ -25,7 +25,7 @@ from stackutil import STACK_FILE, Idp, load_stack, make_config, need  # noqa: E4
 def lib() -> mo.Library:
     path = mo.default_library_path()
     if not os.path.exists(path):
-        pytest.skip(f"{path} not built (cargo build)")
+        skip_or_fail(f"{path} not built (cargo build)")
     return mo.Library.load(path)
 
 
@@ -33,7 +33,7 @@ def lib() -> mo.Library:
 def stack() -> dict:
     s = load_stack()
     if s is None:
-        pytest.skip(
+        skip_or_fail(
             f"the local stack is not up ({STACK_FILE} missing or its IdP not answering): "
             "start it with tests/stack/up.sh, or run tests/run.sh"
         )
