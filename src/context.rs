@@ -112,13 +112,7 @@ impl Context {
     pub fn grant_store(&self) -> Result<Arc<GrantStore>> {
         let mut slot = self.slot();
         if slot.closed {
-            return Err(Error::new(
-                ErrorKind::InvalidState,
-                Text::new(
-                    "the context has been freed",
-                    "der Kontext wurde freigegeben",
-                ),
-            ));
+            return Err(freed());
         }
         if let Some(s) = &slot.built {
             return Ok(s.clone());
@@ -158,13 +152,7 @@ impl Context {
     pub fn set_host_store(&self, host: Option<Arc<dyn HostCallbacks>>) -> Result<()> {
         let mut slot = self.slot();
         if slot.closed {
-            return Err(Error::new(
-                ErrorKind::InvalidState,
-                Text::new(
-                    "the context has been freed",
-                    "der Kontext wurde freigegeben",
-                ),
-            ));
+            return Err(freed());
         }
         slot.host = host;
         slot.built = None;
@@ -332,6 +320,17 @@ impl Context {
             }
         })
     }
+}
+
+/// The error of a call on a context the host has freed.
+fn freed() -> Error {
+    Error::new(
+        ErrorKind::InvalidState,
+        Text::new(
+            "the context has been freed",
+            "der Kontext wurde freigegeben",
+        ),
+    )
 }
 
 /// The runtime, shut down without joining its workers: a context may be

@@ -87,17 +87,14 @@ pub unsafe extern "C" fn mailoauth_context_describe(
     ffi_boundary! {
         let ctx = try_ffi!(context_of(ctx));
         let lang = ctx.language();
-        if out_json.is_null() {
-            return error::set(&strings::null_argument("out_json"), lang);
-        }
+        try_ffi!(strings::require_out(out_json, "out_json"), lang);
         let mut d = ctx.config().describe();
         if let Some(obj) = d.as_object_mut() {
             obj.insert("version".into(), env!("CARGO_PKG_VERSION").into());
             obj.insert("abi_version".into(), MAILOAUTH_ABI_VERSION.into());
         }
-        let s = try_ffi!(memory::string_into_raw(d.to_string()), lang);
-        // SAFETY: out_json was checked non-NULL; written only on success.
-        unsafe { *out_json = s };
+        // SAFETY: out_json was checked non-NULL above.
+        try_ffi!(unsafe { memory::put_string(out_json, d.to_string()) }, lang);
         MAILOAUTH_OK
     }
 }

@@ -53,6 +53,18 @@ pub(crate) fn string_into_raw(s: String) -> Result<*mut c_char, Error> {
     Ok(register(nul_terminated(s.into_bytes())?, Kind::String) as *mut c_char)
 }
 
+/// Writes a string into a host's output pointer (checked non-NULL before
+/// any work, see `strings::require_out`).
+///
+/// # Safety
+/// `out` is non-NULL and points to writable storage for one pointer.
+pub(crate) unsafe fn put_string(out: *mut *mut c_char, s: String) -> Result<(), Error> {
+    let raw = string_into_raw(s)?;
+    // SAFETY: per the caller's contract.
+    unsafe { *out = raw };
+    Ok(())
+}
+
 /// Hands a secret to the host (freed with mailoauth_secret_free, which zeroes it).
 #[allow(dead_code)]
 pub(crate) fn secret_into_raw(s: Secret) -> Result<*mut c_char, Error> {

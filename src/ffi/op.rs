@@ -124,12 +124,9 @@ pub unsafe extern "C" fn mailoauth_op_info(
     ffi_boundary! {
         let h = try_ffi!(OPS.get(op, "op"));
         let lang = h.ctx.language();
-        if out_json.is_null() {
-            return error::set(&strings::null_argument("out_json"), lang);
-        }
-        let raw = try_ffi!(memory::string_into_raw(h.op.info().to_string()), lang);
-        // SAFETY: out_json was checked non-NULL; written only on success.
-        unsafe { *out_json = raw };
+        try_ffi!(strings::require_out(out_json, "out_json"), lang);
+        // SAFETY: out_json was checked non-NULL above.
+        try_ffi!(unsafe { memory::put_string(out_json, h.op.info().to_string()) }, lang);
         MAILOAUTH_OK
     }
 }
@@ -150,9 +147,7 @@ pub unsafe extern "C" fn mailoauth_op_result(
     ffi_boundary! {
         let h = try_ffi!(OPS.get(op, "op"));
         let lang = h.ctx.language();
-        if out_json.is_null() {
-            return error::set(&strings::null_argument("out_json"), lang);
-        }
+        try_ffi!(strings::require_out(out_json, "out_json"), lang);
         let outcome = match h.settle(Duration::ZERO) {
             None => {
                 return error::set(
@@ -172,9 +167,8 @@ pub unsafe extern "C" fn mailoauth_op_result(
         if let Some(obj) = result.as_object_mut() {
             obj.insert("protocols".into(), outcome.protocols.names().into());
         }
-        let raw = try_ffi!(memory::string_into_raw(result.to_string()), lang);
-        // SAFETY: out_json was checked non-NULL; written only on success.
-        unsafe { *out_json = raw };
+        // SAFETY: out_json was checked non-NULL above.
+        try_ffi!(unsafe { memory::put_string(out_json, result.to_string()) }, lang);
         MAILOAUTH_OK
     }
 }

@@ -16,6 +16,15 @@ pub(crate) fn null_argument(name: &str) -> Error {
     )
 }
 
+/// Refuses a NULL output pointer (before any work is done, so a failed call
+/// changes nothing).
+pub(crate) fn require_out<T>(p: *mut T, name: &str) -> Result<(), Error> {
+    if p.is_null() {
+        return Err(null_argument(name));
+    }
+    Ok(())
+}
+
 /// Borrows a required C string as UTF-8.
 ///
 /// # Safety

@@ -84,14 +84,11 @@ pub unsafe extern "C" fn mailoauth_account_list(
     ffi_boundary! {
         let ctx = try_ffi!(context_of(ctx));
         let lang = ctx.language();
-        if out_json.is_null() {
-            return error::set(&strings::null_argument("out_json"), lang);
-        }
+        try_ffi!(strings::require_out(out_json, "out_json"), lang);
         let grants = try_ffi!(ctx.accounts(), lang);
         let list: Vec<serde_json::Value> = grants.iter().map(|g| describe_grant(g, lang)).collect();
-        let raw = try_ffi!(memory::string_into_raw(serde_json::Value::Array(list).to_string()), lang);
-        // SAFETY: out_json was checked non-NULL; written only on success.
-        unsafe { *out_json = raw };
+        // SAFETY: out_json was checked non-NULL above.
+        try_ffi!(unsafe { memory::put_string(out_json, serde_json::Value::Array(list).to_string()) }, lang);
         MAILOAUTH_OK
     }
 }
