@@ -3,4 +3,5 @@
 //! per-mailbox pool. The C exports live in `ffi` once the whole feature is in.
 
 pub mod compose;
+pub mod connection;
 pub mod request;
