@@ -13,6 +13,7 @@ pub mod context;
 pub mod error;
 pub mod i18n;
 pub mod log;
+pub mod mailbox;
 pub mod protocol;
 pub mod secret;
 pub mod smtp;
