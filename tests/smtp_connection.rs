@@ -83,7 +83,7 @@ async fn each_tls_mode_delivers_what_was_composed() {
         assert!(sent.reply.starts_with("250"), "{}", sent.reply);
         assert_eq!(sent.accepted, vec![to.clone(), bcc.clone()]);
         // The same connection sends again.
-        let again = message(user, &to, &bcc, &format!("{tag}-2"));
+        let again = message(user, &to, &bcc, &nonce());
         c.send(&again, user).await.unwrap();
         c.close().await;
 

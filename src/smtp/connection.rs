@@ -168,6 +168,8 @@ pub struct Connection {
     /// token itself), to re-authenticate when the token changes.
     authed: Option<(String, u64)>,
     broken: bool,
+    /// The last send got as far as DATA: retrying it could duplicate.
+    data_started: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -462,6 +464,7 @@ impl Connection {
             io_timeout: io,
             authed: None,
             broken: false,
+            data_started: false,
         }
     }
 
@@ -474,6 +477,11 @@ impl Connection {
         self.authed
             .as_ref()
             .is_some_and(|(m, f)| m.eq_ignore_ascii_case(mailbox) && *f == token_fingerprint(token))
+    }
+
+    /// Did the last send reach DATA? (Then it is never retried.)
+    pub fn data_started(&self) -> bool {
+        self.data_started
     }
 
     pub fn is_authenticated(&self) -> bool {
@@ -668,6 +676,7 @@ impl Connection {
         if self.authed.is_none() {
             return Err(Error::internal("send before AUTH"));
         }
+        self.data_started = false;
         let from = msg
             .envelope
             .from()
@@ -752,6 +761,7 @@ impl Connection {
             e.rejected = refused;
             return Err(e);
         }
+        self.data_started = true;
         match self.cmd(Data, "DATA").await {
             Ok(_) => {}
             Err(CmdError::Reply(code, reply)) => {
@@ -761,7 +771,10 @@ impl Connection {
             Err(CmdError::Fatal(e)) => return Err(e),
         }
         let t = self.io_timeout;
-        let sent = match tokio::time::timeout(t, self.conn.message(&msg.bytes)).await {
+        // lettre always ends the data with CRLF . CRLF: a final CRLF of the
+        // message itself is that CRLF (else the message gains an empty line).
+        let data = msg.bytes.strip_suffix(b"\r\n").unwrap_or(&msg.bytes);
+        let sent = match tokio::time::timeout(t, self.conn.message(data)).await {
             Err(_) => {
                 self.broken = true;
                 return Err(timeout_error("the message", t));
