@@ -355,3 +355,45 @@ fn closing_the_context_cancels_its_running_consents() {
     assert_eq!(r.unwrap_err().kind, ErrorKind::Cancelled);
     assert_eq!(counter(&idp, "authorization_code"), 0);
 }
+
+#[test]
+fn a_slow_identity_provider_times_out_or_is_cancelled_and_the_grant_survives() {
+    // Microsoft's rotation: a refresh abandoned by timeout or cancel may
+    // still have been redeemed by the server, and the old refresh token stays
+    // valid there (under strict single-use rotation that would lose the
+    // grant by nature).
+    let idp = Idp::start();
+    idp.settings(json!({"auto_consent": true}));
+    let dir = tmp();
+    // A one-second HTTP timeout for this context.
+    let json = idp.config_json(json!({
+        "cache": {"path": dir.path().to_string_lossy(), "protection": "none"},
+        "http": {"proxy": "none", "timeout_ms": 1000}
+    }));
+    let ctx = Arc::new(Context::new(parse_config(&json)).unwrap());
+    consent(&ctx, ALICE, &["imap"]);
+    let imap = Protocols::parse_list("imap").unwrap();
+    // Slower than the timeout: a clean, transient failure (after retries).
+    idp.post("/admin/latency", &json!({"endpoint": "token", "ms": 1500}));
+    let e = ctx.token_get(ALICE, imap, true).unwrap_err();
+    assert!(e.transient, "{e:?}");
+    assert!(
+        matches!(e.kind, ErrorKind::Network | ErrorKind::Timeout),
+        "{e:?}"
+    );
+    // Cancelled from another thread while a refresh waits on the provider.
+    let c2 = ctx.clone();
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        c2.cancel();
+    });
+    let e = ctx.token_get(ALICE, imap, true).unwrap_err();
+    canceller.join().unwrap();
+    assert_eq!(e.kind, ErrorKind::Cancelled, "{e:?}");
+    // Slow but within the timeout: works, and the grant survived all of it.
+    idp.post("/admin/latency", &json!({"endpoint": "token", "ms": 200}));
+    ctx.token_get(ALICE, imap, true).unwrap();
+    idp.post("/admin/latency", &json!({"endpoint": "token", "ms": 0}));
+    let other = context(&idp, dir.path(), "none");
+    other.token_get(ALICE, imap, true).unwrap();
+}
