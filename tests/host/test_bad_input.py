@@ -257,13 +257,15 @@ def test_op_result_before_done_then_cancel(lib, raw, ctx, consent):
 
 
 def test_pending_sets_no_last_error(lib, ctx, consent):
-    """Every export clears the thread's last error on entry and sets it only
-    on failure (ffi conventions 2.6); PENDING is no failure."""
+    """ABI: "PENDING sets nothing": a poll that finds the consent still
+    running leaves the thread's last error as it was."""
     with ctx.consent_begin({"account": ALICE, "flow": "browser"}) as op:
         with pytest.raises(mo.MailOAuthError):
             ctx.token_get(ALICE, "imap", 64)
+        before = lib.last_error()
+        assert before["code"] == mo.INVALID_ARGUMENT
         assert op.wait(0) == mo.PENDING
-        assert lib.last_error() == {"code": 0, "name": "OK"}
+        assert lib.last_error() == before
 
 
 def test_store_callback_failures_are_cache_io(lib, stack, tmp_path):

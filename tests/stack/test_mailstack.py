@@ -724,6 +724,6 @@ def test_stack_file_keys(stack):
         assert k in stack, k
     for k in ["http", "https", "tenant", "client_id", "confidential_client_id", "client_secret", "pid", "log"]:
         assert k in stack["idp"], k
-    assert stack["imap"]["host"] == "127.0.0.2"
+    assert stack["imap"]["host"] == os.environ.get("MAILOAUTH_MAIL_HOST", "127.0.0.2")
     assert os.path.exists(os.path.join(stack["state_dir"], "stack.env"))
     assert "%d" in stack["maildir"] and "%n" in stack["maildir"]

@@ -184,7 +184,7 @@ trap fail_cleanup EXIT
     printf '%s\n' "basicConstraints=critical,CA:FALSE" \
         "keyUsage=critical,digitalSignature" \
         "extendedKeyUsage=serverAuth" \
-        "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:127.0.0.2,IP:::1" > server.ext
+        "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:127.0.0.2,IP:::1$([[ "$MAIL_HOST" == 127.0.0.[12] ]] || echo ",IP:$MAIL_HOST")" > server.ext
     openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 -sha256 \
         -extfile server.ext -out server.pem >/dev/null 2>&1
     rm -f server.csr server.ext ca.srl
