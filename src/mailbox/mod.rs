@@ -3,10 +3,12 @@
 //! runs on the caller's thread with a timeout on every read and write and
 //! an [`net::Interrupt`] for cancelling from another thread.
 //!
+//! - [`imap`]: a session over the `imap` crate and our own rustls stream.
 //! - [`pop3`]: our own client (no usable crate exists).
 //! - [`summary`]: poll summaries from header blocks (mail-parser).
 //! - [`sasl`]: XOAUTH2 / OAUTHBEARER payloads and administrator hints.
 
+pub mod imap;
 pub mod net;
 pub mod pop3;
 pub mod sasl;

@@ -1,0 +1,264 @@
+//! The IMAP session against the stack's Dovecot: implicit TLS and
+//! STARTTLS, XOAUTH2 and OAUTHBEARER, bytes fetched equal bytes seeded,
+//! summaries, \Seen set by STORE and not by PEEK, MOVE and the COPY
+//! fallback into a folder with a space, delete with and without UIDPLUS,
+//! refused tokens.
+
+mod mailbox_support;
+mod support;
+
+use std::time::Instant;
+
+use mailbox_support::*;
+use mailoauth::config::Security;
+use mailoauth::error::ErrorKind;
+use mailoauth::mailbox::imap::{Options, Session};
+use mailoauth::mailbox::net::Interrupt;
+use mailoauth::secret::Secret;
+
+fn login(st: &Stack, user: &str, token: &Secret, security: Security, ob: bool) -> Session {
+    login_to(st, user, token, security, ob, "INBOX")
+}
+
+fn login_to(
+    st: &Stack,
+    user: &str,
+    token: &Secret,
+    security: Security,
+    ob: bool,
+    folder: &str,
+) -> Session {
+    let ep = st.endpoint("imap", security, ob);
+    Session::login(
+        &ep,
+        &Interrupt::new(),
+        Options::default(),
+        user,
+        token,
+        folder,
+    )
+    .unwrap_or_else(|e| panic!("login: {e:?}"))
+}
+
+/// What Dovecot's IMAP (non-BINARY FETCH) makes of a stored message: bare
+/// LF to CRLF, NUL to 0x80.
+fn server_normalised(m: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(m.len() + 16);
+    for (i, &b) in m.iter().enumerate() {
+        match b {
+            b'\n' if i == 0 || m[i - 1] != b'\r' => out.extend_from_slice(b"\r\n"),
+            0 => out.push(0x80),
+            _ => out.push(b),
+        }
+    }
+    out
+}
+
+#[test]
+fn fetch_everything_over_both_tls_modes() {
+    let Some(st) = stack() else { return };
+    let user = unique_user("mbx-imap");
+    st.seed(&user, &["--count", "300", "--size", "20000", "--tricky"]);
+    let token = st.mint(&user);
+    let mut expected: Vec<Vec<u8>> = st
+        .stored_messages(&user, None)
+        .iter()
+        .map(|m| server_normalised(m))
+        .collect();
+    expected.sort();
+
+    for security in [Security::Tls, Security::StartTls] {
+        let mut s = login(&st, &user, &token, security, false);
+        let sel = s.selected().cloned().unwrap();
+        assert_eq!(sel.exists as usize, expected.len());
+        let uids = s.uids_after(0).unwrap();
+        assert_eq!(uids.len(), expected.len());
+        let sizes = s.sizes(&uids).unwrap();
+        let started = Instant::now();
+        let mut got = Vec::new();
+        s.fetch_many(&sizes, |_, r| {
+            got.push(r?);
+            Ok(())
+        })
+        .unwrap();
+        let secs = started.elapsed().as_secs_f64();
+        let bytes: usize = got.iter().map(Vec::len).sum();
+        println!(
+            "IMAP {security:?}: {} messages, {bytes} B in {secs:.3} s ({:.0} msg/s, {:.1} MB/s, debug build)",
+            got.len(),
+            got.len() as f64 / secs,
+            bytes as f64 / secs / 1e6
+        );
+        for ((_, size), m) in sizes.iter().zip(&got) {
+            assert_eq!(*size as usize, m.len());
+        }
+        got.sort();
+        let differ = got.iter().zip(&expected).filter(|(a, b)| a != b).count();
+        assert_eq!(differ, 0, "{differ} of {} messages differ", expected.len());
+        // Nothing was marked \Seen by BODY.PEEK.
+        assert!(!s.flags(uids[0]).unwrap().iter().any(|f| f.contains("Seen")));
+        s.logout().unwrap();
+    }
+}
+
+#[test]
+fn summaries_ids_and_seen() {
+    let Some(st) = stack() else { return };
+    let user = unique_user("mbx-imap");
+    st.seed(&user, &["--count", "20", "--tricky"]);
+    let token = st.mint(&user);
+
+    let mut s = login(&st, &user, &token, Security::Tls, false);
+    let validity = s.selected().unwrap().uid_validity;
+    let uids = s.uids_after(0).unwrap();
+    let started = Instant::now();
+    let sums = s.summaries(&uids).unwrap();
+    println!(
+        "IMAP summaries: {} in {:.3} s",
+        sums.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(sums.len(), uids.len());
+    for (u, sm) in uids.iter().zip(&sums) {
+        assert_eq!(sm.id, format!("{validity}:{u}"));
+        assert!(sm.size > 0);
+        assert!(!sm.date.is_empty(), "{sm:?}");
+        assert!(sm.date.contains('T'));
+    }
+    assert!(
+        sums.iter()
+            .any(|s| s.subject.chars().any(|c| "äöüÄÖÜß".contains(c))),
+        "decoded umlauts in some subject"
+    );
+    assert!(
+        sums.iter().any(|s| s.message_id.is_empty()),
+        "no Message-ID case"
+    );
+    assert!(
+        sums.iter()
+            .filter(|s| s.message_id.starts_with('<'))
+            .count()
+            >= 20
+    );
+    // Only new UIDs after the last one.
+    let last = *uids.last().unwrap();
+    assert!(s.uids_after(last).unwrap().is_empty());
+    assert_eq!(s.uids_after(uids[uids.len() - 3]).unwrap().len(), 2);
+
+    // PEEK leaves \Seen alone; STORE sets it.
+    let body = s.fetch(uids[0]).unwrap();
+    assert!(!body.is_empty());
+    assert!(!s.flags(uids[0]).unwrap().iter().any(|f| f.contains("Seen")));
+    s.mark_seen(&uids[..2]).unwrap();
+    assert!(s.flags(uids[0]).unwrap().iter().any(|f| f.contains("Seen")));
+    assert!(s.flags(uids[1]).unwrap().iter().any(|f| f.contains("Seen")));
+    assert!(!s.flags(uids[2]).unwrap().iter().any(|f| f.contains("Seen")));
+    s.logout().unwrap();
+
+    // Ids are stable across connections.
+    let mut s = login(&st, &user, &token, Security::StartTls, false);
+    assert_eq!(s.selected().unwrap().uid_validity, validity);
+    assert_eq!(s.uids_after(0).unwrap(), uids);
+    assert!(s.flags(uids[0]).unwrap().iter().any(|f| f.contains("Seen")));
+}
+
+#[test]
+fn move_copy_fallback_and_delete() {
+    let Some(st) = stack() else { return };
+    let user = unique_user("mbx-imap");
+    st.seed(&user, &["--count", "8"]);
+    let token = st.mint(&user);
+
+    let mut s = login(&st, &user, &token, Security::Tls, false);
+    assert!(s.has_capability("MOVE") && s.has_capability("UIDPLUS"));
+    let uids = s.uids_after(0).unwrap();
+    assert_eq!(uids.len(), 8);
+    // UID MOVE into a folder whose name has a space.
+    s.move_to(&uids[..2], "Deleted Items").unwrap();
+    // The COPY fallback (the crate does not quote COPY's folder: we do).
+    s.disable_capability("MOVE");
+    s.move_to(&uids[2..3], "Deleted Items").unwrap();
+    // Delete with UID EXPUNGE, then without UIDPLUS.
+    s.delete(&uids[3..4]).unwrap();
+    s.disable_capability("UIDPLUS");
+    s.delete(&uids[4..5]).unwrap();
+    let left = s.uids_after(0).unwrap();
+    assert_eq!(left, uids[5..].to_vec());
+    assert_eq!(
+        s.move_to(&uids[5..6], "No Such Folder").unwrap_err().kind,
+        ErrorKind::NotFound
+    );
+    s.logout().unwrap();
+    assert_eq!(st.stored_messages(&user, None).len(), 3);
+
+    let mut s = login_to(&st, &user, &token, Security::Tls, false, "Deleted Items");
+    assert_eq!(s.uids_after(0).unwrap().len(), 3);
+    assert_eq!(
+        s.select("No Such Folder").unwrap_err().kind,
+        ErrorKind::NotFound
+    );
+}
+
+#[test]
+fn oauthbearer_only_server() {
+    let Some(st) = stack() else { return };
+    let user = unique_user("mbx-imap");
+    st.seed(&user, &["--count", "2"]);
+    let token = st.mint(&user);
+    for security in [Security::Tls, Security::StartTls] {
+        let mut s = login(&st, &user, &token, security, true);
+        assert_eq!(s.uids_after(0).unwrap().len(), 2);
+        s.logout().unwrap();
+    }
+}
+
+#[test]
+fn expired_and_revoked_tokens_are_refused() {
+    let Some(st) = stack() else { return };
+    for (i, revoke) in [false, true].into_iter().enumerate() {
+        let user = unique_user(&format!("mbx-imap-refused{i}"));
+        let token = st.mint(&user);
+        if revoke {
+            st.revoke_tokens(&user);
+        } else {
+            st.expire_tokens(&user);
+        }
+        for ob in [false, true] {
+            let ep = st.endpoint("imap", Security::Tls, ob);
+            let e = Session::login(
+                &ep,
+                &Interrupt::new(),
+                Options::default(),
+                &user,
+                &token,
+                "INBOX",
+            )
+            .err()
+            .expect("refused");
+            assert_eq!(e.kind, ErrorKind::AuthRejected, "{e:?}");
+            assert!(
+                e.server_reply
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("[AUTHENTICATIONFAILED]"),
+                "{:?}",
+                e.server_reply
+            );
+            assert!(e.hint.is_some());
+            assert!(!format!("{e:?}").contains(token.expose()));
+        }
+    }
+}
+
+#[test]
+fn interrupt_cancels_a_session() {
+    let Some(st) = stack() else { return };
+    let user = unique_user("mbx-imap");
+    let token = st.mint(&user);
+    let ep = st.endpoint("imap", Security::Tls, false);
+    let interrupt = Interrupt::new();
+    let mut s =
+        Session::login(&ep, &interrupt, Options::default(), &user, &token, "INBOX").unwrap();
+    interrupt.fire();
+    assert_eq!(s.noop().unwrap_err().kind, ErrorKind::Cancelled);
+}
