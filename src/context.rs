@@ -37,6 +37,8 @@ pub struct Context {
     /// Consents started on this context: freeing the context cancels the
     /// ones still running (their grant could not be stored any more).
     ops: Mutex<Vec<std::sync::Weak<ConsentOp>>>,
+    /// SMTP connections, per mailbox, owned by the context.
+    smtp: crate::smtp::Pools,
 }
 
 /// Where grants live: built on first use from the configuration, the
@@ -82,6 +84,7 @@ impl Context {
             client: OnceCell::new(),
             store: Mutex::new(StoreSlot::default()),
             ops: Mutex::new(Vec::new()),
+            smtp: crate::smtp::Pools::new(),
         })
     }
 
@@ -234,11 +237,48 @@ impl Context {
         self.tokens.remove(&store, account)
     }
 
+    /// Sends a message built from the request JSON (ABI `mailoauth_smtp_send`).
+    pub fn smtp_send(&self, request_json: &str) -> Result<serde_json::Value> {
+        let (common, msg) = crate::smtp::prepare_send(request_json, &self.config)?;
+        self.smtp_deliver(&common, &msg)
+    }
+
+    /// Sends host-built RFC 5322 bytes (ABI `mailoauth_smtp_send_mime`).
+    pub fn smtp_send_mime(&self, request_json: &str, mime: &[u8]) -> Result<serde_json::Value> {
+        let (common, msg) = crate::smtp::prepare_mime(request_json, mime, &self.config)?;
+        self.smtp_deliver(&common, &msg)
+    }
+
+    /// Forwards a polled message (ABI `mailoauth_smtp_forward`).
+    pub fn smtp_forward(&self, request_json: &str, original: &[u8]) -> Result<serde_json::Value> {
+        let (common, msg) = crate::smtp::prepare_forward(request_json, original, &self.config)?;
+        self.smtp_deliver(&common, &msg)
+    }
+
+    fn smtp_deliver(
+        &self,
+        common: &crate::smtp::request::Common,
+        msg: &crate::smtp::compose::Composed,
+    ) -> Result<serde_json::Value> {
+        let timeout = crate::smtp::timeout_of(common);
+        self.run(
+            Some(timeout),
+            crate::smtp::send(self, &self.smtp, common, msg),
+        )
+        .map(|o| o.to_json())
+    }
+
+    /// The SMTP pools' counters (tests, diagnostics).
+    pub fn smtp_stats(&self) -> crate::smtp::pool::StatsSnapshot {
+        self.smtp.stats()
+    }
+
     /// Called when the host frees the context: cancels running calls and
     /// consents (a consent finishing later could not store its grant) and
     /// drops the host's callbacks for good.
     pub fn close(&self) {
         self.cancel();
+        self.smtp.close();
         let ops = std::mem::take(&mut *self.ops.lock().unwrap_or_else(PoisonError::into_inner));
         for op in ops.iter().filter_map(std::sync::Weak::upgrade) {
             op.cancel();
