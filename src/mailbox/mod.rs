@@ -7,11 +7,14 @@
 //! - [`pop3`]: our own client (no usable crate exists).
 //! - [`summary`]: poll summaries from header blocks (mail-parser).
 //! - [`sasl`]: XOAUTH2 / OAUTHBEARER payloads and administrator hints.
+//! - [`state`]: the poll state (acknowledged ids, pending changes) in the
+//!   token cache's store.
 
 pub mod imap;
 pub mod net;
 pub mod pop3;
 pub mod sasl;
+pub mod state;
 pub mod summary;
 
 pub use summary::Summary;
