@@ -17,6 +17,7 @@ pub mod mailbox;
 pub mod protocol;
 pub mod secret;
 pub mod smtp;
+pub mod tls;
 pub mod tokens;
 
 pub mod ffi;

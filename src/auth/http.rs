@@ -7,7 +7,6 @@
 //! correlation id) by copying it into the error JSON that `oauth2` parses
 //! into [`MsError`](super::errors::MsError).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use oauth2::http::{self, HeaderValue};
@@ -62,26 +61,7 @@ pub(crate) struct Http {
 
 impl Http {
     pub fn new(config: &Config) -> Result<Self> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(
-            config.extra_roots.iter().cloned(),
-            provider.clone(),
-        )
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::Tls,
-                Text::new(
-                    format!("the system's certificate store could not be used: {e}"),
-                    format!("der Zertifikatspeicher des Systems ist nicht nutzbar: {e}"),
-                ),
-            )
-        })?;
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| Error::internal(format!("TLS versions: {e}")))?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
+        let tls = crate::tls::client_config(&config.extra_roots)?;
         let timeout = Duration::from_millis(u64::from(config.http_timeout_ms));
         let mut b = reqwest::Client::builder()
             .use_preconfigured_tls(tls)

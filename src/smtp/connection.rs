@@ -834,27 +834,7 @@ fn greeting_error(host: &str, port: u16, e: &lettre::transport::smtp::Error) -> 
 
 /// rustls with the platform verifier plus the configured extra roots.
 fn client_config(extra_roots: &[CertificateDer<'static>]) -> Result<Arc<rustls::ClientConfig>> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(
-        extra_roots.iter().cloned(),
-        provider.clone(),
-    )
-    .map_err(|e| {
-        Error::new(
-            ErrorKind::Tls,
-            Text::new(
-                format!("the system's certificate store could not be used: {e}"),
-                format!("der Zertifikatspeicher des Systems ist nicht nutzbar: {e}"),
-            ),
-        )
-    })?;
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::internal(format!("TLS versions: {e}")))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    Ok(Arc::new(tls))
+    crate::tls::client_config(extra_roots).map(Arc::new)
 }
 
 async fn implicit_tls(
