@@ -284,7 +284,7 @@ pub fn parse_with_limit(json: &str, max_json_bytes: u64) -> Result<Parsed> {
 
 /// A key path as the host wrote it (`servers.smtp.hots`, `trusted_hosts[1]`),
 /// without serde's markers for optional values.
-fn key_path(path: &serde_ignored::Path<'_>) -> String {
+pub(crate) fn key_path(path: &serde_ignored::Path<'_>) -> String {
     use serde_ignored::Path;
     match path {
         Path::Root => String::new(),

@@ -260,7 +260,7 @@ fn parse_doc<T: serde::de::DeserializeOwned>(json: &str, config: &Config) -> Res
         ));
     }
     let mut unknown = Vec::new();
-    let mut note = |path: serde_ignored::Path<'_>| unknown.push(key_path(&path));
+    let mut note = |path: serde_ignored::Path<'_>| unknown.push(crate::config::key_path(&path));
     let de = serde_ignored::Deserializer::new(&value, &mut note);
     let raw: T = serde_path_to_error::deserialize(de).map_err(|e| {
         let key = shown(&e.path().to_string());
@@ -275,26 +275,6 @@ fn parse_doc<T: serde::de::DeserializeOwned>(json: &str, config: &Config) -> Res
         ));
     }
     Ok(raw)
-}
-
-/// A key path as the host wrote it (`message.attachments[0].pth`).
-fn key_path(path: &serde_ignored::Path<'_>) -> String {
-    use serde_ignored::Path;
-    match path {
-        Path::Root => String::new(),
-        Path::Seq { parent, index } => format!("{}[{index}]", key_path(parent)),
-        Path::Map { parent, key } => {
-            let p = key_path(parent);
-            if p.is_empty() {
-                key.to_string()
-            } else {
-                format!("{p}.{key}")
-            }
-        }
-        Path::Some { parent }
-        | Path::NewtypeStruct { parent }
-        | Path::NewtypeVariant { parent } => key_path(parent),
-    }
 }
 
 /// A header value: no CR, LF or NUL.
