@@ -670,6 +670,119 @@ def test_mint(idp):
 
 
 # ----------------------------------------------------------------------------------------------
+# Dovecot's password grant (stack grant mode): POST /dovecot/grant
+
+
+def dovecot_grant(idp, username, token, service="smtp", grant_type="password"):
+    headers = {"X-Dovecot-Auth-Service": service} if service else {}
+    form = {"grant_type": grant_type, "username": username, "password": token,
+            "client_id": "dovecot-test-stack"}
+    return idp.s.post(idp.url("/dovecot/grant"), data=form, headers=headers)
+
+
+def assert_granted(r, username):
+    assert r.status_code == 200, r.text
+    j = r.json()
+    assert j["username"] == username and j["active"] is True and j["token_type"] == "Bearer"
+    assert isinstance(j["access_token"], str) and j["access_token"]
+    assert isinstance(j["expires_in"], int) and 0 <= j["expires_in"] <= 3600
+    return j
+
+
+def assert_refused(r):
+    assert r.status_code == 400, r.text
+    assert r.json() == {"error": "invalid_grant"}
+
+
+def test_dovecot_grant_own_and_shared_mailbox(idp):
+    a = sign_in(idp)["access_token"]
+    for svc in ("imap", "pop3", "smtp"):
+        assert_granted(dovecot_grant(idp, "alice@contoso.test", a, svc), "alice@contoso.test")
+    # a shared mailbox from mailbox_access, the SASL user echoed as typed (Dovecot lower-cases)
+    assert_granted(dovecot_grant(idp, "shared@contoso.test", a), "shared@contoso.test")
+    assert_granted(dovecot_grant(idp, "Shared@Contoso.test", a, "imap"), "Shared@Contoso.test")
+    assert_granted(dovecot_grant(idp, "ALICE@contoso.test", a), "ALICE@contoso.test")
+    # no service header: no service check (as introspection)
+    assert_granted(dovecot_grant(idp, "alice@contoso.test", a, None), "alice@contoso.test")
+    # another user's mailbox, a mailbox alice has no access to, an unknown service
+    assert_refused(dovecot_grant(idp, "bob@contoso.test", a))
+    assert_refused(dovecot_grant(idp, "service@contoso.test", a))
+    assert_refused(dovecot_grant(idp, "alice@contoso.test", a, "sieve"))
+    # bob has no mailbox_access: shared@ is refused for him
+    b = sign_in(idp, user="bob@contoso.test")["access_token"]
+    assert_refused(dovecot_grant(idp, "shared@contoso.test", b))
+    # mailbox_access is read at request time
+    idp.settings(mailbox_access={"bob@contoso.test": ["shared@contoso.test"]})
+    assert_granted(dovecot_grant(idp, "shared@contoso.test", b), "shared@contoso.test")
+    assert_refused(dovecot_grant(idp, "shared@contoso.test", a))
+    c = idp.admin("counters")["introspect"]
+    assert c == {"active": 8, "inactive": 5}, c
+
+
+def test_dovecot_grant_refusals(idp):
+    a = sign_in(idp)["access_token"]
+    # a token whose consent covers only SMTP.Send
+    b = sign_in(idp, user="bob@contoso.test", scope=f"{SMTP} offline_access openid profile")["access_token"]
+    assert_granted(dovecot_grant(idp, "bob@contoso.test", b, "smtp"), "bob@contoso.test")
+    assert_refused(dovecot_grant(idp, "bob@contoso.test", b, "imap"))
+    assert_refused(dovecot_grant(idp, "alice@contoso.test", "no-such-token"))
+    assert_refused(dovecot_grant(idp, "alice@contoso.test", a, grant_type="client_credentials"))
+    r = idp.s.post(idp.url("/dovecot/grant"), data={"grant_type": "password", "password": a})
+    assert_refused(r)  # no username
+    r = idp.s.post(idp.url("/dovecot/grant"), data={"grant_type": "password", "username": "alice@contoso.test"})
+    assert_refused(r)  # no token
+    r = idp.s.get(idp.url("/dovecot/grant"))
+    assert r.status_code == 405
+    # expired and revoked tokens
+    idp.admin("expire_access_tokens", {"user": "alice@contoso.test"})
+    assert_refused(dovecot_grant(idp, "alice@contoso.test", a))
+    assert_refused(dovecot_grant(idp, "shared@contoso.test", a))
+    idp.admin("revoke_access_tokens", {"user": "bob@contoso.test"})
+    assert_refused(dovecot_grant(idp, "bob@contoso.test", b))
+
+
+def test_dovecot_grant_app_token(idp):
+    m = idp.admin("mint", {"app_mailbox": "service@contoso.test"})["access_token"]
+    assert_granted(dovecot_grant(idp, "service@contoso.test", m, "smtp"), "service@contoso.test")
+    assert_refused(dovecot_grant(idp, "alice@contoso.test", m, "smtp"))
+    # mailbox_access is for user tokens only
+    idp.settings(mailbox_access={"service@contoso.test": ["shared@contoso.test"]})
+    assert_refused(dovecot_grant(idp, "shared@contoso.test", m, "smtp"))
+    m2 = idp.admin("mint", {"app_mailbox": "service@contoso.test", "roles": ["IMAP.AccessAsApp"]})["access_token"]
+    assert_refused(dovecot_grant(idp, "service@contoso.test", m2, "smtp"))
+    assert_granted(dovecot_grant(idp, "service@contoso.test", m2, "imap"), "service@contoso.test")
+
+
+def test_dovecot_grant_faults_latency_log_and_secrets(idp):
+    a = sign_in(idp)["access_token"]
+    # faults and latency of the endpoint name "introspect" apply (temporary-failure tests)
+    idp.admin("fail", {"endpoint": "introspect", "count": 1, "status": 503})
+    r = dovecot_grant(idp, "alice@contoso.test", a)
+    assert r.status_code == 503 and r.json()["error"] == "temporarily_unavailable"
+    assert_granted(dovecot_grant(idp, "alice@contoso.test", a), "alice@contoso.test")
+    idp.admin("latency", {"endpoint": "introspect", "ms": 300})
+    t0 = time.monotonic()
+    assert_granted(dovecot_grant(idp, "alice@contoso.test", a), "alice@contoso.test")
+    assert time.monotonic() - t0 >= 0.3
+    idp.admin("latency", {"endpoint": "introspect", "ms": 0})
+    # recorded like introspection, the token redacted; the log line holds no secret
+    rec = idp.admin("requests?endpoint=introspect")
+    last = rec[-1] if isinstance(rec, list) else rec["introspect"][-1]
+    assert last["params"]["username"] == "alice@contoso.test"
+    assert last["params"]["password"] == f"[redacted {len(a)} chars]"
+    assert last["headers"]["x-dovecot-auth-service"] == "smtp"
+    issued = assert_granted(dovecot_grant(idp, "shared@contoso.test", a), "shared@contoso.test")["access_token"]
+    s = set(idp.admin("secrets"))
+    assert a in s and issued in s
+    time.sleep(0.1)
+    with open(idp.log_path, encoding="utf-8") as f:
+        log = f.read()
+    assert "POST /dovecot/grant 200 grant_type=password service=smtp" in log
+    assert "POST /dovecot/grant 503" in log
+    assert a not in log and issued not in log and "shared@contoso.test" not in log
+
+
+# ----------------------------------------------------------------------------------------------
 # fault injection, latency
 
 

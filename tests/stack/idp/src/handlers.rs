@@ -226,6 +226,7 @@ pub async fn handle(app: &App, req: &Req) -> Resp {
     match segs.as_slice() {
         ["health"] => Resp::json(200, &json!({"status": "ok"})),
         ["introspect"] => introspect(app, req).await,
+        ["dovecot", "grant"] => dovecot_grant(app, req).await,
         ["admin", rest @ ..] => admin(app, req, rest),
         ["devicelogin"] if m == "GET" => devicelogin_get(req),
         ["devicelogin"] if m == "POST" => devicelogin_post(app, req),
@@ -1575,6 +1576,94 @@ async fn introspect(app: &App, req: &Req) -> Resp {
         }
     };
     r.grant_type = service.map(|s| format!("service={s}"));
+    r
+}
+
+/// May a token that introspects as `v` open the mailbox `sasl_user`? Its own user (or an app
+/// token's `app_mailbox`), or, for a user token, a mailbox in `mailbox_access` for that user.
+fn grant_allows(st: &Store, token: &str, v: &Value, sasl_user: &str) -> bool {
+    let Some(username) = v["username"].as_str() else {
+        return false;
+    };
+    if username.eq_ignore_ascii_case(sasl_user) {
+        return true;
+    }
+    let user_token = st.access.get(token).is_some_and(|at| at.user.is_some());
+    user_token
+        && st
+            .settings
+            .mailbox_access
+            .iter()
+            .filter(|(owner, _)| owner.eq_ignore_ascii_case(username))
+            .flat_map(|(_, boxes)| boxes.iter())
+            .any(|b| b.eq_ignore_ascii_case(sasl_user))
+}
+
+/// Dovecot's password-grant hook (`use_grant_password = yes`, stack grant mode): a form with
+/// `grant_type=password&username=<SASL user>&password=<access token>&client_id=…`. Allowed when
+/// the token is active, covers the service and may open that mailbox. Counted, logged, delayed
+/// and failed like `/introspect` (faults and latency use the endpoint name `introspect`).
+async fn dovecot_grant(app: &App, req: &Req) -> Resp {
+    let ids = Ids::of(req);
+    if req.method != "POST" {
+        return err_resp(&method_not_allowed(req), &ids);
+    }
+    let params = Params::parse(&req.body);
+    let service = req
+        .header("x-dovecot-auth-service")
+        .or(req.header("x-dovecot-auth-protocol"))
+        .map(str::to_string);
+    {
+        let mut st = app.lock();
+        params.record_secrets(&mut st);
+        st.log_request("introspect", request_entry(req, None, &params));
+    }
+    apply_latency(app, "introspect").await;
+    let mut st = app.lock();
+    if let Some(f) = st.take_fault("introspect", None) {
+        let mut r = err_resp(&f.to_error(), &ids);
+        r.grant_type = service.map(|s| format!("password service={s}"));
+        return r;
+    }
+    let allowed = match (
+        params.get("grant_type"),
+        params.get("username"),
+        params.get("password"),
+    ) {
+        (Some("password"), Some(user), Some(token)) => {
+            match introspect_token(&st, token, service.as_deref(), now_ms()) {
+                Ok(v) if grant_allows(&st, token, &v, user) => Some((user.to_string(), v)),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let mut r = match allowed {
+        Some((user, v)) => {
+            st.counters.introspect.active += 1;
+            let issued = format!("dovecot-grant-{}", rand_urlsafe(24));
+            st.secrets.add(&issued);
+            Resp::json(
+                200,
+                &json!({
+                    "access_token": issued,
+                    "username": user,
+                    "active": true,
+                    "token_type": "Bearer",
+                    "expires_in": v["expires_in"],
+                    "scope": v["scope"],
+                }),
+            )
+        }
+        None => {
+            st.counters.introspect.inactive += 1;
+            Resp::json(400, &json!({"error": "invalid_grant"}))
+        }
+    };
+    r.grant_type = Some(match service {
+        Some(s) => format!("password service={s}"),
+        None => "password".to_string(),
+    });
     r
 }
 
