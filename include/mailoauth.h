@@ -473,6 +473,100 @@ int32_t mailoauth_op_cancel(mailoauth_op *op);
 void mailoauth_op_free(mailoauth_op *op);
 
 /**
+ * Sends a message built from a JSON request over SMTP with XOAUTH2.
+ *
+ * The request: `{"account": "…", "mailbox": "…" (optional, a shared
+ * mailbox), "server": {…} (optional), "timeout_ms": N (optional),
+ * "message": {"from", "to", "cc", "bcc", "reply_to", "subject", "text",
+ * "html", "attachments": [{"name", "content_type", "path" | "base64"}]}}`.
+ * Bcc recipients go into the envelope only. A rejected token gets one forced
+ * refresh and one retry.
+ * @param ctx          the context; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
+ * @param request_json the request, UTF-8 JSON; NULL or invalid UTF-8 →
+ *                     MAILOAUTH_INVALID_ARGUMENT.
+ * @param out_json     receives `{"message_id", "accepted", "server_reply"}` on
+ *                     success only; NULL → MAILOAUTH_INVALID_ARGUMENT.
+ * @return MAILOAUTH_OK, MAILOAUTH_INVALID_ARGUMENT (CR/LF in an address or
+ *         header value, an unreadable attachment path; the last error names
+ *         it), MAILOAUTH_INVALID_CONFIG (malformed JSON, an unknown key, no
+ *         recipients), MAILOAUTH_TOO_LARGE, MAILOAUTH_UNTRUSTED_HOST,
+ *         MAILOAUTH_CONSENT_REQUIRED, MAILOAUTH_AUTH_REJECTED,
+ *         MAILOAUTH_MAILBOX_ACCESS_DENIED, MAILOAUTH_SEND_REJECTED (nothing
+ *         sent; the refused addresses in the last error's `rejected`),
+ *         MAILOAUTH_THROTTLED, MAILOAUTH_NETWORK, MAILOAUTH_TLS,
+ *         MAILOAUTH_PROTOCOL, MAILOAUTH_TIMEOUT, MAILOAUTH_CANCELLED,
+ *         MAILOAUTH_CACHE_IO, MAILOAUTH_INVALID_STATE (called from a library
+ *         callback). The server's reply is in the last error's `server_reply`.
+ * The returned string must be released with mailoauth_string_free().
+ * Blocks until the server accepted the message, up to the request's
+ * `timeout_ms` (default 300 s); cancel with mailoauth_context_cancel().
+ */
+int32_t mailoauth_smtp_send(mailoauth_context *ctx, const char *request_json, char **out_json);
+
+/**
+ * Sends host-built RFC 5322 bytes as they are (line endings normalised to
+ * CRLF) over SMTP with XOAUTH2.
+ *
+ * The request: `{"account", "mailbox", "server", "timeout_ms"` as for
+ * mailoauth_smtp_send(), and `"envelope": {"from": "…", "to": ["…"]}` or
+ * `"envelope": "from_headers"` (taken from From/To/Cc/Bcc; Bcc is then
+ * removed from the bytes sent)`}`.
+ * @param ctx          the context; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
+ * @param request_json the request, UTF-8 JSON; NULL or invalid UTF-8 →
+ *                     MAILOAUTH_INVALID_ARGUMENT.
+ * @param mime         the message bytes; NULL is allowed only with
+ *                     `mime_len` 0 (an empty message), else
+ *                     MAILOAUTH_INVALID_ARGUMENT.
+ * @param mime_len     the number of bytes at `mime`; negative →
+ *                     MAILOAUTH_INVALID_ARGUMENT; above
+ *                     limits.max_message_bytes → MAILOAUTH_TOO_LARGE
+ *                     (before anything is read).
+ * @param out_json     receives `{"message_id", "accepted", "server_reply"}` on
+ *                     success only; NULL → MAILOAUTH_INVALID_ARGUMENT.
+ * @return as mailoauth_smtp_send(); MAILOAUTH_INVALID_CONFIG also for a
+ *         missing or malformed envelope.
+ * The returned string must be released with mailoauth_string_free().
+ * Blocks until the server accepted the message, up to the request's
+ * `timeout_ms` (default 300 s); cancel with mailoauth_context_cancel().
+ */
+int32_t mailoauth_smtp_send_mime(mailoauth_context *ctx,
+                                 const char *request_json,
+                                 const uint8_t *mime,
+                                 int64_t mime_len,
+                                 char **out_json);
+
+/**
+ * Forwards a message the host polled (its RFC 5322 bytes) from the mailbox.
+ *
+ * The request: `{"account", "mailbox", "server", "timeout_ms"` as for
+ * mailoauth_smtp_send(), `"to": ["…"], "mode": "attachment" | "inline" |
+ * "redirect", "comment": "…"}`. `attachment` (the default) sends a new
+ * message from the mailbox with the original as a message/rfc822 part;
+ * `inline` quotes it; `redirect` prepends Resent-* headers (Exchange refuses
+ * it unless the mailbox may send as the original sender).
+ * @param ctx          the context; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
+ * @param request_json the request, UTF-8 JSON; NULL or invalid UTF-8 →
+ *                     MAILOAUTH_INVALID_ARGUMENT.
+ * @param original     the original message's bytes; NULL is allowed only
+ *                     with `original_len` 0, else MAILOAUTH_INVALID_ARGUMENT.
+ * @param original_len the number of bytes at `original`; negative →
+ *                     MAILOAUTH_INVALID_ARGUMENT; above
+ *                     limits.max_message_bytes → MAILOAUTH_TOO_LARGE
+ *                     (before anything is read).
+ * @param out_json     receives `{"message_id", "accepted", "server_reply"}` on
+ *                     success only; NULL → MAILOAUTH_INVALID_ARGUMENT.
+ * @return as mailoauth_smtp_send().
+ * The returned string must be released with mailoauth_string_free().
+ * Blocks until the server accepted the message, up to the request's
+ * `timeout_ms` (default 300 s); cancel with mailoauth_context_cancel().
+ */
+int32_t mailoauth_smtp_forward(mailoauth_context *ctx,
+                               const char *request_json,
+                               const uint8_t *original,
+                               int64_t original_len,
+                               char **out_json);
+
+/**
  * Routes the token cache (and mailbox poll state) through the host's
  * callbacks instead of files: opaque, already protected blobs, one per key.
  * Use cache protection `key` (mailoauth_context_set_cache_key) so that every

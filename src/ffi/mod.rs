@@ -37,6 +37,7 @@ pub mod log;
 pub mod memory;
 pub mod op;
 pub mod result;
+pub mod smtp;
 pub mod store;
 mod strings;
 pub mod token;
