@@ -262,3 +262,56 @@ fn interrupt_cancels_a_session() {
     interrupt.fire();
     assert_eq!(s.noop().unwrap_err().kind, ErrorKind::Cancelled);
 }
+
+/// Throughput (run in release: `cargo test --release --test mailbox_imap
+/// -- --ignored --nocapture`): 2,000 messages of about 20 KB in windows of
+/// 100 messages, 500 messages / 16 MB (the default) and 4 MB.
+#[test]
+#[ignore]
+fn throughput() {
+    let Some(st) = stack() else { return };
+    let user = unique_user("mbx-imap-bench");
+    st.seed(&user, &["--count", "2000", "--size", "20000"]);
+    let token = st.mint(&user);
+    for (msgs, bytes_per) in [(100usize, 16u64 << 20), (500, 16 << 20), (500, 4 << 20)] {
+        let ep = st.endpoint("imap", Security::Tls, false);
+        let opts = Options {
+            window_messages: msgs,
+            window_bytes: bytes_per,
+            ..Options::default()
+        };
+        let mut s = Session::login(&ep, &Interrupt::new(), opts, &user, &token, "INBOX").unwrap();
+        let uids = s.uids_after(0).unwrap();
+        let t0 = Instant::now();
+        let sums = s.summaries(&uids).unwrap();
+        let t_sum = t0.elapsed().as_secs_f64();
+        let sizes: Vec<(u32, u64)> = sums
+            .iter()
+            .map(|m| {
+                let uid =
+                    m.id.split(':')
+                        .nth(1)
+                        .and_then(|u| u.parse().ok())
+                        .unwrap_or(0);
+                (uid, m.size)
+            })
+            .collect();
+        let started = Instant::now();
+        let mut bytes = 0usize;
+        s.fetch_many(&sizes, |_, r| {
+            bytes += r?.len();
+            Ok(())
+        })
+        .unwrap();
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "IMAP window {msgs} msgs / {} MB: summaries {:.3} s; {} bodies, {bytes} B in {secs:.3} s ({:.0} msg/s, {:.1} MB/s)",
+            bytes_per >> 20,
+            t_sum,
+            sizes.len(),
+            sizes.len() as f64 / secs,
+            bytes as f64 / secs / 1e6
+        );
+        s.logout().unwrap();
+    }
+}

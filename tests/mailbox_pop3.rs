@@ -216,3 +216,45 @@ fn interrupt_cancels_a_session() {
     interrupt.fire();
     assert_eq!(s.noop().unwrap_err().kind, ErrorKind::Cancelled);
 }
+
+/// Throughput (run in release: `cargo test --release --test mailbox_pop3
+/// -- --ignored --nocapture`): 2,000 messages of about 20 KB, pipelined
+/// against one command at a time.
+#[test]
+#[ignore]
+fn throughput() {
+    let Some(st) = stack() else { return };
+    let user = unique_user("mbx-pop3-bench");
+    st.seed(&user, &["--count", "2000", "--size", "20000"]);
+    let token = st.mint(&user);
+    for window in [1usize, 10, 50, 100] {
+        let ep = st.endpoint("pop3", Security::Tls, false);
+        let opts = Options {
+            pipeline_window: window,
+            ..Options::default()
+        };
+        let mut s = Session::connect(&ep, &Interrupt::new(), opts).unwrap();
+        s.authenticate(&user, &token, ep.port).unwrap();
+        let list: Vec<(u32, u64)> = s
+            .entries()
+            .unwrap()
+            .iter()
+            .map(|e| (e.msg, e.size))
+            .collect();
+        let started = Instant::now();
+        let mut bytes = 0usize;
+        s.retr_many(&list, |_, r| {
+            bytes += r?.len();
+            Ok(())
+        })
+        .unwrap();
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "POP3 window {window:>3}: {} messages, {bytes} B in {secs:.3} s ({:.0} msg/s, {:.1} MB/s)",
+            list.len(),
+            list.len() as f64 / secs,
+            bytes as f64 / secs / 1e6
+        );
+        s.quit().unwrap();
+    }
+}
