@@ -63,27 +63,7 @@ const MIN_IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// The rustls configuration for mail servers: the system's verifier plus
 /// the configuration's extra roots, ring, TLS 1.2 and 1.3.
 pub fn tls_config(config: &Config) -> Result<Arc<rustls::ClientConfig>> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(
-        config.extra_roots.iter().cloned(),
-        provider.clone(),
-    )
-    .map_err(|e| {
-        Error::new(
-            ErrorKind::Tls,
-            Text::new(
-                format!("the system's certificate store could not be used: {e}"),
-                format!("der Zertifikatspeicher des Systems ist nicht nutzbar: {e}"),
-            ),
-        )
-    })?;
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::internal(format!("TLS versions: {e}")))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    Ok(Arc::new(tls))
+    crate::tls::client_config(&config.extra_roots).map(Arc::new)
 }
 
 /// A connection, plain (before STARTTLS, or loopback test servers) or TLS.
