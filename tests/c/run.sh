@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tests/c/run.sh: build libmailoauth (debug) and run the C boundary tests
-# (test_foundation.c; test_tokens.c, which needs the local stack of
+# (test_foundation.c; test_tokens.c and test_smtp.c, which need the local stack of
 # tests/stack/up.sh running)
 #   1. with AddressSanitizer + UBSan on the C side (the Rust library stays
 #      uninstrumented; its malloc/free go through ASan's interceptors), and
@@ -33,7 +33,7 @@ export MAILOAUTH_TEST_CA_PEM="$CA_PEM"
 
 CFLAGS=(-std=c11 -Wall -Wextra -Werror -g -I"$ROOT/include" -I"$HERE")
 LDFLAGS=(-L"$LIBDIR" -lmailoauth -Wl,-rpath,"$LIBDIR" -lpthread)
-PROGRAMS=(test_foundation test_tokens)
+PROGRAMS=(test_foundation test_tokens test_smtp)
 
 for prog in "${PROGRAMS[@]}"; do
     echo "== compile $prog (ASan + UBSan)"
@@ -82,8 +82,11 @@ unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
 
 if [[ "${SKIP_VALGRIND:-0}" != 1 ]]; then
     for prog in "${PROGRAMS[@]}"; do
+        # valgrind.supp: ring's assembly AES-GCM (TLS records), see the file;
+        # 40 callers so that its frame patterns can see rustls under tokio.
         run_one "valgrind-$prog" valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
-            --show-leak-kinds=definite --track-origins=yes --quiet "$BUILD/$prog"
+            --show-leak-kinds=definite --track-origins=yes --num-callers=40 --suppressions="$HERE/valgrind.supp" \
+            --quiet "$BUILD/$prog"
     done
 fi
 

@@ -129,6 +129,10 @@ _EXPORTS: dict[str, tuple[Any, list]] = {
     "mailoauth_op_result": (c_int32, [op_p, POINTER(c_void_p)]),
     "mailoauth_op_cancel": (c_int32, [op_p]),
     "mailoauth_op_free": (None, [op_p]),
+    # SMTP
+    "mailoauth_smtp_send": (c_int32, [ctx_p, c_char_p, POINTER(c_void_p)]),
+    "mailoauth_smtp_send_mime": (c_int32, [ctx_p, c_char_p, c_void_p, c_int64, POINTER(c_void_p)]),
+    "mailoauth_smtp_forward": (c_int32, [ctx_p, c_char_p, c_void_p, c_int64, POINTER(c_void_p)]),
 }
 
 
@@ -386,6 +390,24 @@ class Context:
         h = op_p()
         self.lib.call("mailoauth_account_test_begin", self.handle, _json_in(request), ctypes.byref(h))
         return Operation(self.lib, h)
+
+    def smtp_send(self, request: Union[str, bytes, dict]) -> dict:
+        """Sends a message built from the request; the result JSON as a dict."""
+        return self.lib.take_json(self._out_call("mailoauth_smtp_send", _json_in(request)))
+
+    def smtp_send_mime(self, request: Union[str, bytes, dict], mime: bytes) -> dict:
+        """Sends the host's RFC 5322 bytes; the result JSON as a dict."""
+        buf = ctypes.create_string_buffer(mime, len(mime)) if mime else None
+        return self.lib.take_json(
+            self._out_call("mailoauth_smtp_send_mime", _json_in(request), buf, len(mime))
+        )
+
+    def smtp_forward(self, request: Union[str, bytes, dict], original: bytes) -> dict:
+        """Forwards a polled message (its bytes); the result JSON as a dict."""
+        buf = ctypes.create_string_buffer(original, len(original)) if original else None
+        return self.lib.take_json(
+            self._out_call("mailoauth_smtp_forward", _json_in(request), buf, len(original))
+        )
 
     def set_store(
         self,
