@@ -8,7 +8,9 @@
 # the stack's CA and its mail hosts and ports.
 # Any other configuration: examples/demo.sh path/to/config.json (no stack is started).
 #
-# The demo signs alice@contoso.test in once for SMTP, IMAP and POP3. By default the test
+# The demo signs alice@contoso.test in once for SMTP, IMAP and POP3, sends one mail from
+# alice to bob@contoso.test (German umlauts in the subject) and shows that it arrived in
+# bob's maildir on the stack. By default the test
 # identity service approves at once and examples/auto_browser.py stands in for the browser;
 # with --interactive the sign-in page waits for you to click "Accept" in your own browser
 # (the library opens it, or prints the URL to open).
@@ -68,7 +70,7 @@ config = {
 json.dump(config, open(sys.argv[2], "w"), indent=2)
 EOF
     echo "== using the test stack ($STACK_FILE)" >&2
-    config=("$OUT/stack-config.json" "alice@contoso.test")
+    config=("$OUT/stack-config.json" "alice@contoso.test" "bob@contoso.test")
     idp_admin="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["idp"]["http"])' "$STACK_FILE")/admin/settings"
     if ((interactive)); then
         python3 -c 'import sys,urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1], b"{\"auto_consent\": false}", {"Content-Type": "application/json"}))' "$idp_admin"
@@ -80,4 +82,40 @@ EOF
 fi
 
 echo "== running $OUT/demo_host ${config[*]:-}" >&2
-"$OUT/demo_host" "${config[@]}"
+"$OUT/demo_host" "${config[@]}" | tee "$OUT/demo_host.out"
+
+# With the test stack: show that the mail reached bob's maildir (new/), found by the
+# Message-ID the host printed ("  sent: {...}"): its Subject line as it arrived (RFC 2047),
+# decoded, and the size of the delivered file.
+if [[ ${#config[@]} -ge 3 ]]; then
+    echo "== the mail in ${config[2]}'s maildir" >&2
+    python3 - "$STACK_FILE" "${config[2]}" "$OUT/demo_host.out" <<'EOF'
+import email.header, json, pathlib, sys, time
+stack = json.load(open(sys.argv[1]))
+local, domain = sys.argv[2].split("@")
+sent = [line for line in open(sys.argv[3], encoding="utf-8") if line.startswith("  sent: ")]
+if not sent:
+    sys.exit("the host sent nothing")
+message_id = json.loads(sent[-1][len("  sent: "):])["message_id"]
+new = pathlib.Path(stack["maildir"].replace("%d", domain).replace("%n", local)) / "new"
+deadline = time.monotonic() + 20
+hits = []
+while not hits and time.monotonic() < deadline:
+    hits = [p for p in new.glob("*") if message_id.encode() in p.read_bytes()] if new.is_dir() else []
+    time.sleep(0.1)
+if not hits:
+    sys.exit(f"{message_id} did not arrive in {new}")
+raw = hits[0].read_bytes()
+lines = raw.split(b"\r\n\r\n", 1)[0].decode("ascii", "replace").split("\r\n")
+k = next(i for i, line in enumerate(lines) if line.lower().startswith("subject:"))
+subject = lines[k]
+while k + 1 < len(lines) and lines[k + 1][:1] in (" ", "\t"):  # folded continuation lines
+    k += 1
+    subject += lines[k]
+decoded = str(email.header.make_header(email.header.decode_header(subject[len("Subject:"):].strip())))
+print(f"  arrived : {hits[0]}")
+print(f"  header  : {subject}")
+print(f"  decoded : Subject: {decoded}")
+print(f"  size    : {len(raw)} bytes")
+EOF
+fi

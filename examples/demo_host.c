@@ -1,14 +1,15 @@
 /* examples/demo_host.c: the smallest complete host of libmailoauth.
  *
- *   demo_host [CONFIG.json [ACCOUNT]]
+ *   demo_host [CONFIG.json [ACCOUNT [TO]]]
  *
  * Creates a context from a configuration file (or, without one, from a plain
  * Microsoft 365 configuration with a placeholder client id), prints the
  * library version and what the library resolved. With an ACCOUNT it then
  * signs that account in once for SMTP, IMAP and POP3 (the browser opens at
  * the sign-in page, or the URL is printed), shows the cached account and
- * checks that a silent token is there for each protocol. Last, it shows how
- * a host reports an error, with a configuration that is wrong on purpose.
+ * checks that a silent token is there for each protocol. With TO it sends
+ * one mail from ACCOUNT's mailbox to TO over SMTP (XOAUTH2). Last, it shows
+ * how a host reports an error, with a configuration that is wrong on purpose.
  *
  * The pattern to copy:
  *   - every fallible call returns an int32_t code; MAILOAUTH_OK is 0;
@@ -17,7 +18,7 @@
  *   - strings the library hands out are freed with mailoauth_string_free,
  *     never with free().
  *
- * Next steps of this demo (later): send -> poll -> forward -> ack.
+ * Next steps of this demo (later): poll -> forward -> ack.
  * Build and run it with examples/demo.sh. */
 #include "mailoauth.h"
 
@@ -140,6 +141,34 @@ static void show_account(mailoauth_context *ctx, const char *account)
     }
 }
 
+/* Sends one mail from ACCOUNT's mailbox to TO. The request is JSON; the
+ * library builds the message (UTF-8 subject and names encoded for the
+ * headers, text and HTML as alternatives, a Message-ID and a Date), signs
+ * in to the SMTP server with the account's token (XOAUTH2; a token the
+ * server rejects is refreshed once and the send retried) and answers with
+ * what the server said. The call blocks until the server has accepted the
+ * message (or "timeout_ms" passed). */
+static int32_t send_mail(mailoauth_context *ctx, const char *account, const char *to)
+{
+    char request[1024];
+    snprintf(request, sizeof request,
+             "{\"account\": \"%s\","
+             " \"message\": {\"to\": [\"%s\"],"
+             "              \"subject\": \"Grüße aus Köln: Bericht für März\","
+             "              \"text\": \"Hallo!\\nDiese Nachricht kam über SMTP mit OAuth2 (XOAUTH2).\","
+             "              \"html\": \"<p>Hallo!</p><p>Diese Nachricht kam über <b>SMTP mit OAuth2</b>.</p>\"},"
+             " \"timeout_ms\": 60000}",
+             account, to); /* again: a real host escapes JSON properly */
+    char *result = NULL;
+    int32_t rc = mailoauth_smtp_send(ctx, request, &result);
+    if (rc == MAILOAUTH_OK) {
+        /* {"message_id": "<…>", "accepted": [...], "server_reply": "250 …"} */
+        printf("  sent: %s\n", result);
+        mailoauth_string_free(result);
+    }
+    return rc; /* SEND_REJECTED: the last error's "rejected" lists refused recipients */
+}
+
 /* Reads a whole file into a NUL-terminated buffer (free() it), or NULL. */
 static char *read_file(const char *path)
 {
@@ -226,9 +255,21 @@ int main(int argc, char **argv)
         show_account(ctx, argv[2]);
     }
 
-    /* (later: send, poll, forward, ack with this context) */
+    /* 7. Send a mail (when a recipient is given). */
+    int failed = 0;
+    if (argc > 3) {
+        printf("\nsending a mail from %s to %s:\n", argv[2], argv[3]);
+        rc = send_mail(ctx, argv[2], argv[3]);
+        if (rc != MAILOAUTH_OK) {
+            printf("  the send failed:\n");
+            print_last_error(rc);
+            failed = 1;
+        }
+    }
 
-    /* 7. Error reporting, shown with a configuration that is wrong on purpose. */
+    /* (later: poll, forward, ack with this context) */
+
+    /* 8. Error reporting, shown with a configuration that is wrong on purpose. */
     printf("\na configuration with a typo (\"hots\"):\n");
     mailoauth_context *bad = NULL;
     rc = mailoauth_context_new(BAD_CONFIG, MAILOAUTH_ABI_VERSION, &bad);
@@ -239,9 +280,9 @@ int main(int argc, char **argv)
         print_last_error(rc);
     }
 
-    /* 8. Clean up: free the context; switch the logger off before the host's
+    /* 9. Clean up: free the context; switch the logger off before the host's
      *    logging goes away. */
     mailoauth_context_free(ctx);
     mailoauth_set_logger(0, NULL, NULL);
-    return 0;
+    return failed;
 }
