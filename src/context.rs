@@ -348,7 +348,10 @@ impl Context {
                                     t.as_millis()
                                 ),
                             ),
-                        )),
+                        )
+                        // A deadline is no verdict on the request: it may
+                        // well work the next time.
+                        .transient()),
                     },
                     None => fut.await,
                 }
@@ -424,7 +427,9 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(5)).await;
             Ok(())
         });
-        assert_eq!(r.unwrap_err().kind, ErrorKind::Timeout);
+        let e = r.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Timeout);
+        assert!(e.transient);
     }
 
     #[test]
