@@ -48,7 +48,12 @@ fn endpoint(cfg: &mailoauth::Config, port: u16, security: Security) -> Endpoint 
     let mut ep = Endpoint::new(
         cfg,
         Server {
-            host: "127.0.0.2".into(),
+            // The stack's mail host (127.0.0.2 unless the stack was moved).
+            host: cfg
+                .servers
+                .smtp
+                .as_ref()
+                .map_or_else(|| "127.0.0.2".to_string(), |s| s.host.clone()),
             port,
             security,
         },
