@@ -33,6 +33,10 @@ impl Stack {
         match v {
             Some(v) => Some(Stack { v }),
             None => {
+                // Under tests/run.sh a missing stack is a failure, not a skip.
+                if std::env::var("MAILOAUTH_REQUIRE_STACK").as_deref() == Ok("1") {
+                    panic!("the local stack is not running ({path} missing)");
+                }
                 println!("skipped: the local stack is not running (tests/run.sh starts it)");
                 None
             }
