@@ -207,6 +207,12 @@ typedef struct mailoauth_blob mailoauth_blob;
 typedef struct mailoauth_context mailoauth_context;
 
 /**
+ * An open mailbox folder. Opaque; create it with mailoauth_mailbox_open()
+ * and release it with mailoauth_mailbox_free().
+ */
+typedef struct mailoauth_mailbox mailoauth_mailbox;
+
+/**
  * A running or finished consent. Opaque; create it with
  * mailoauth_consent_begin() and release it with mailoauth_op_free().
  */
@@ -374,6 +380,174 @@ int32_t mailoauth_last_error_message(char *buf, int32_t buf_len);
  * must not call into the library.
  */
 int32_t mailoauth_set_logger(int32_t max_level, mailoauth_log_fn fn, void *user_data);
+
+/**
+ * Opens a mailbox folder for polling.
+ *
+ * The request: `{"account": "…", "mailbox": "…" (optional: the address
+ * logged in to, a shared mailbox; defaults to the account), "protocol":
+ * "imap" | "pop3" (default imap), "folder": "INBOX" (IMAP only), "start":
+ * "all" | "new", "lock_timeout_ms": 0, "server": {"host", "port",
+ * "security": "tls" | "starttls"} (optional), "timeout_ms": N (optional:
+ * each network step)}`. `start: new` applies on the first open only: what
+ * is there then counts as acknowledged. The folder's poll state is held by
+ * one handle at a time across processes; a second open waits up to
+ * `lock_timeout_ms`, then fails with MAILOAUTH_BUSY.
+ * @param ctx          the context; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
+ * @param request_json the request, UTF-8 JSON; NULL or invalid UTF-8 →
+ *                     MAILOAUTH_INVALID_ARGUMENT; malformed or an unknown
+ *                     key → MAILOAUTH_INVALID_CONFIG.
+ * @param out          receives the mailbox on success only; NULL →
+ *                     MAILOAUTH_INVALID_ARGUMENT.
+ * @return MAILOAUTH_OK, MAILOAUTH_INVALID_ARGUMENT (CR/LF in a name),
+ *         MAILOAUTH_INVALID_CONFIG, MAILOAUTH_TOO_LARGE, MAILOAUTH_BUSY,
+ *         MAILOAUTH_UNTRUSTED_HOST, MAILOAUTH_CONSENT_REQUIRED,
+ *         MAILOAUTH_AUTH_REJECTED, MAILOAUTH_MAILBOX_ACCESS_DENIED,
+ *         MAILOAUTH_NOT_FOUND (no such folder), MAILOAUTH_NETWORK,
+ *         MAILOAUTH_TLS, MAILOAUTH_PROTOCOL, MAILOAUTH_TIMEOUT,
+ *         MAILOAUTH_CANCELLED, MAILOAUTH_CACHE_IO, MAILOAUTH_CACHE_CORRUPT,
+ *         MAILOAUTH_CACHE_VERSION.
+ * Blocks while it waits for the lock (up to `lock_timeout_ms`) and
+ * connects (each network step up to the configured timeout).
+ * The mailbox must be released with mailoauth_mailbox_free().
+ */
+int32_t mailoauth_mailbox_open(mailoauth_context *ctx,
+                               const char *request_json,
+                               mailoauth_mailbox **out);
+
+/**
+ * Returns the messages not acknowledged yet, oldest first:
+ * `[{"id": "…", "size": 1234, "from": "…", "to": ["…"], "subject": "…",
+ * "date": "RFC 3339", "message_id": "<…>"}]`. Ids are stable across
+ * connections (IMAP: `UIDVALIDITY:UID`; POP3: the UIDL). Over POP3 each
+ * poll ends the previous session with QUIT, which commits acknowledged
+ * deletions, and starts a new one.
+ * @param mb           the mailbox; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
+ * @param max_messages at most this many (0: none; negative or above
+ *                     10000: 10000).
+ * @param out_json     receives the JSON array on success only; NULL →
+ *                     MAILOAUTH_INVALID_ARGUMENT.
+ * @return MAILOAUTH_OK, MAILOAUTH_INVALID_ARGUMENT, MAILOAUTH_CANCELLED,
+ *         MAILOAUTH_NETWORK, MAILOAUTH_TLS, MAILOAUTH_TIMEOUT,
+ *         MAILOAUTH_PROTOCOL, MAILOAUTH_AUTH_REJECTED,
+ *         MAILOAUTH_MAILBOX_ACCESS_DENIED, MAILOAUTH_CONSENT_REQUIRED,
+ *         MAILOAUTH_TOO_LARGE, MAILOAUTH_CACHE_IO, MAILOAUTH_INVALID_STATE
+ *         (the context was freed).
+ * Blocks for the network round trips; cancel with mailoauth_mailbox_cancel().
+ * The returned string must be released with mailoauth_string_free().
+ */
+int32_t mailoauth_mailbox_poll(mailoauth_mailbox *mb, int32_t max_messages, char **out_json);
+
+/**
+ * Returns the raw RFC 5322 bytes of one message (IMAP: without setting
+ * \Seen). The next messages of the last poll are read ahead in one batch.
+ * @param mb      the mailbox; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
+ * @param id      an id from mailoauth_mailbox_poll(); NULL, invalid UTF-8,
+ *                CR/LF or empty → MAILOAUTH_INVALID_ARGUMENT; unknown →
+ *                MAILOAUTH_NOT_FOUND.
+ * @param out     receives the bytes on success only; NULL → MAILOAUTH_INVALID_ARGUMENT.
+ * @param out_len receives the number of bytes on success only; NULL →
+ *                MAILOAUTH_INVALID_ARGUMENT.
+ * @return MAILOAUTH_OK, MAILOAUTH_INVALID_ARGUMENT, MAILOAUTH_NOT_FOUND,
+ *         MAILOAUTH_TOO_LARGE (beyond limits.max_message_bytes), and the
+ *         network and state codes of mailoauth_mailbox_poll().
+ * Blocks for the network round trips; cancel with mailoauth_mailbox_cancel().
+ * The returned bytes must be released with mailoauth_bytes_free(p, len).
+ */
+int32_t mailoauth_mailbox_fetch(mailoauth_mailbox *mb,
+                                const char *id,
+                                uint8_t **out,
+                                int64_t *out_len);
+
+/**
+ * Writes the raw RFC 5322 bytes of one message to a file (created or
+ * replaced, with the calling process's rights).
+ * @param mb   the mailbox; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
+ * @param id   an id from mailoauth_mailbox_poll(); NULL, invalid UTF-8,
+ *             CR/LF or empty → MAILOAUTH_INVALID_ARGUMENT; unknown →
+ *             MAILOAUTH_NOT_FOUND.
+ * @param path the file, UTF-8; NULL, invalid UTF-8, empty or not
+ *             writable → MAILOAUTH_INVALID_ARGUMENT.
+ * @return as mailoauth_mailbox_fetch().
+ * Blocks for the network round trips and the write; cancel with
+ * mailoauth_mailbox_cancel().
+ */
+int32_t mailoauth_mailbox_fetch_to_file(mailoauth_mailbox *mb, const char *id, const char *path);
+
+/**
+ * Acknowledges a message: it is recorded durably first, then the server is
+ * changed. `action`: `seen` (\Seen; on POP3 the same as keep), `delete`
+ * (IMAP: \Deleted and expunge; POP3: DELE, committed by the QUIT of the
+ * next poll or of mailoauth_mailbox_free()), `move:<folder>` (IMAP only)
+ * or `keep` (nothing changes on the server). An acknowledged message is
+ * never returned by a poll again; a server change lost with a dropped
+ * connection or a killed process is retried at the next poll.
+ * @param mb     the mailbox; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
+ * @param id     an id from mailoauth_mailbox_poll(); NULL, invalid UTF-8,
+ *               CR/LF or empty → MAILOAUTH_INVALID_ARGUMENT; unknown →
+ *               MAILOAUTH_NOT_FOUND.
+ * @param action as above; NULL, CR/LF, unknown, or `move:` on POP3 →
+ *               MAILOAUTH_INVALID_ARGUMENT.
+ * @return MAILOAUTH_OK (acknowledged; a server change that failed for a
+ *         network reason is retried at the next poll),
+ *         MAILOAUTH_INVALID_ARGUMENT, MAILOAUTH_NOT_FOUND (unknown id, or
+ *         the target folder of a move; the message is acknowledged all the
+ *         same), MAILOAUTH_CANCELLED (acknowledged; the change is retried),
+ *         MAILOAUTH_CACHE_IO (nothing recorded), and the codes of
+ *         mailoauth_mailbox_poll().
+ * Blocks for the state write and the network round trip; cancel with
+ * mailoauth_mailbox_cancel().
+ */
+int32_t mailoauth_mailbox_ack(mailoauth_mailbox *mb, const char *id, const char *action);
+
+/**
+ * Waits for new mail: returns MAILOAUTH_OK when new mail may be there (at
+ * once when unacknowledged messages are already there), MAILOAUTH_TIMEOUT
+ * when none came within `timeout_ms`. IMAP watches the selected folder;
+ * POP3 logs in again every few seconds.
+ * @param mb         the mailbox; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
+ * @param timeout_ms how long to wait; 0 only looks; negative waits up to a day.
+ * @return MAILOAUTH_OK, MAILOAUTH_TIMEOUT (no new mail), MAILOAUTH_CANCELLED
+ *         (mailoauth_mailbox_cancel() or mailoauth_context_cancel()),
+ *         MAILOAUTH_INVALID_ARGUMENT, and the network codes of
+ *         mailoauth_mailbox_poll() when the connection failed.
+ * Blocks up to `timeout_ms`.
+ */
+int32_t mailoauth_mailbox_wait(mailoauth_mailbox *mb, int32_t timeout_ms);
+
+/**
+ * Lists the folders of an IMAP mailbox with their special use:
+ * `[{"name": "INBOX", "delimiter": "/", "special": "inbox"}]` (`special`
+ * is one of inbox, sent, drafts, trash, junk, archive, all, flagged, or
+ * null). Names are UTF-8 as hosts pass them to `folder` and `move:`.
+ * @param mb       the mailbox; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
+ * @param out_json receives the JSON array on success only; NULL →
+ *                 MAILOAUTH_INVALID_ARGUMENT.
+ * @return MAILOAUTH_OK, MAILOAUTH_INVALID_ARGUMENT, MAILOAUTH_INVALID_STATE
+ *         (a POP3 mailbox), and the network codes of mailoauth_mailbox_poll().
+ * Blocks for a short login and LIST; cancel with mailoauth_mailbox_cancel().
+ * The returned string must be released with mailoauth_string_free().
+ */
+int32_t mailoauth_mailbox_list_folders(mailoauth_mailbox *mb, char **out_json);
+
+/**
+ * Cancels the call running on the mailbox from any thread: it returns
+ * MAILOAUTH_CANCELLED promptly (its connection is closed; the next call
+ * reconnects). Without a running call nothing happens.
+ * @param mb the mailbox; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
+ * @return MAILOAUTH_OK, MAILOAUTH_INVALID_ARGUMENT.
+ * Returns immediately.
+ */
+int32_t mailoauth_mailbox_cancel(mailoauth_mailbox *mb);
+
+/**
+ * Releases a mailbox: the poll state's lock is released at once, the
+ * session is ended in the background (POP3 QUIT, which commits
+ * acknowledged deletions; IMAP LOGOUT), best effort and bounded by the
+ * network timeout. NULL, or a mailbox already freed, is a no-op. Any
+ * thread; does not wait for the server. Cancel a running call first.
+ */
+void mailoauth_mailbox_free(mailoauth_mailbox *mb);
 
 /**
  * Frees a string returned by this library. NULL is a no-op; a pointer the

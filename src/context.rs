@@ -39,6 +39,8 @@ pub struct Context {
     ops: Mutex<Vec<std::sync::Weak<ConsentOp>>>,
     /// SMTP connections, per mailbox, owned by the context.
     smtp: crate::smtp::Pools,
+    /// Open mailboxes: cancelled with the context, closed when it is freed.
+    mailboxes: Mutex<Vec<std::sync::Weak<crate::mailbox::handle::Mailbox>>>,
 }
 
 /// Where grants live: built on first use from the configuration, the
@@ -85,6 +87,7 @@ impl Context {
             store: Mutex::new(StoreSlot::default()),
             ops: Mutex::new(Vec::new()),
             smtp: crate::smtp::Pools::new(),
+            mailboxes: Mutex::new(Vec::new()),
         })
     }
 
@@ -273,6 +276,24 @@ impl Context {
         self.smtp.stats()
     }
 
+    /// Remembers an open mailbox (cancelled and closed with the context).
+    pub fn track_mailbox(&self, mb: &Arc<crate::mailbox::handle::Mailbox>) {
+        let mut list = self
+            .mailboxes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        list.retain(|w| w.strong_count() > 0);
+        list.push(Arc::downgrade(mb));
+    }
+
+    fn live_mailboxes(&self) -> Vec<Arc<crate::mailbox::handle::Mailbox>> {
+        let list = self
+            .mailboxes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        list.iter().filter_map(std::sync::Weak::upgrade).collect()
+    }
+
     /// Called when the host frees the context: cancels running calls and
     /// consents (a consent finishing later could not store its grant) and
     /// drops the host's callbacks for good.
@@ -282,6 +303,9 @@ impl Context {
         let ops = std::mem::take(&mut *self.ops.lock().unwrap_or_else(PoisonError::into_inner));
         for op in ops.iter().filter_map(std::sync::Weak::upgrade) {
             op.cancel();
+        }
+        for mb in self.live_mailboxes() {
+            mb.context_closed();
         }
         let mut slot = self.slot();
         slot.closed = true;
@@ -311,6 +335,10 @@ impl Context {
         let mut current = self.cancel.lock().unwrap_or_else(PoisonError::into_inner);
         current.cancel();
         *current = CancellationToken::new();
+        drop(current);
+        for mb in self.live_mailboxes() {
+            mb.cancel();
+        }
         log::debug!("context cancelled");
     }
 

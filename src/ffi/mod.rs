@@ -34,6 +34,7 @@ pub mod error;
 mod handles;
 pub mod library;
 pub mod log;
+pub mod mailbox;
 pub mod memory;
 pub mod op;
 pub mod result;

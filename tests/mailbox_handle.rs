@@ -1,0 +1,555 @@
+//! The mailbox of the ABI end to end against the local stack (Dovecot and
+//! the identity imitation): poll, fetch and ack in every mode over IMAP and
+//! POP3 with implicit TLS and STARTTLS, bytes read back from the maildirs,
+//! the state lock, `start: new`, wait and cancel, folders, and processes
+//! killed between fetch and ack or in the middle of acks.
+//!
+//! Each test uses users of its own: the stack is shared with tests running
+//! in parallel. Tokens are minted by the imitation (app tokens bound to the
+//! user's mailbox) and put into a cache of the test's own.
+
+mod mailbox_support;
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mailbox_support::{Stack, stack, unique_user};
+use mailoauth::Context;
+use mailoauth::cache::{AccessToken, Grant, GrantState, GrantStore};
+use mailoauth::config::{CacheConfig, Protection};
+use mailoauth::error::ErrorKind;
+use mailoauth::mailbox::handle::Mailbox;
+use mailoauth::protocol::Protocols;
+use serde_json::{Value, json};
+
+const CHILD_ENV: &str = "MAILOAUTH_MAILBOX_HANDLE_CHILD";
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn config_json(stack: &Stack, cache: &Path, extra: Value) -> String {
+    let host = stack.v["imap"]["host"].as_str().unwrap_or("127.0.0.2");
+    let mut v = json!({
+        "provider": "custom",
+        "authority": stack.v["idp"]["http"],
+        "allow_plaintext_loopback": true,
+        "tenant": stack.v["idp"]["tenant"],
+        "client_id": stack.v["idp"]["client_id"],
+        "scopes": {"imap": mailbox_support::IMAP_SCOPE, "pop3": mailbox_support::POP_SCOPE},
+        "servers": {"imap": {"host": host, "port": stack.v["imap"]["tls"], "security": "tls"},
+                    "pop3": {"host": host, "port": stack.v["pop3"]["tls"], "security": "tls"}},
+        "browser": "none",
+        "tls": {"ca_file": stack.v["ca_file"]},
+        "http": {"proxy": "none", "timeout_ms": 10000},
+        "cache": {"path": cache.to_string_lossy(), "protection": "none"},
+    });
+    if let (Value::Object(b), Value::Object(e)) = (&mut v, extra) {
+        for (k, x) in e {
+            b.insert(k, x);
+        }
+    }
+    v.to_string()
+}
+
+/// Puts a minted token for `user` into the cache at `cache`.
+fn seed_grant(stack: &Stack, cache: &Path, user: &str) {
+    let store = GrantStore::for_folder(
+        &CacheConfig {
+            path: Some(cache.to_path_buf()),
+            protection: Protection::None,
+        },
+        None,
+    )
+    .unwrap();
+    let t = now();
+    store
+        .save(&Grant {
+            account: user.to_string(),
+            username: Some(user.to_string()),
+            tenant_id: None,
+            oid: None,
+            protocols: Protocols::ALL,
+            app: false,
+            refresh_token: None,
+            access_token: Some(AccessToken {
+                token: stack.mint(user),
+                issued_at: t,
+                expires_at: t + 3000,
+                protocols: Protocols::ALL,
+            }),
+            state: GrantState::Ok,
+            since: t,
+            not_before: None,
+            last_error: None,
+        })
+        .unwrap();
+}
+
+fn context(stack: &Stack, cache: &Path, user: &str, extra: Value) -> Arc<Context> {
+    seed_grant(stack, cache, user);
+    let cfg = mailoauth::config::parse(&config_json(stack, cache, extra))
+        .unwrap()
+        .config;
+    Arc::new(Context::new(cfg).unwrap())
+}
+
+/// The open request for `user` over `proto` ("imap"/"pop3") with
+/// `security` ("tls"/"starttls"); `extra` merged.
+fn request(stack: &Stack, user: &str, proto: &str, security: &str, extra: Value) -> String {
+    let host = stack.v[proto]["host"].as_str().unwrap_or("127.0.0.2");
+    let port = stack.v[proto][security].as_u64().unwrap_or(0);
+    let mut v = json!({
+        "account": user, "protocol": proto,
+        "server": {"host": host, "port": port, "security": security},
+        "lock_timeout_ms": 10000,
+    });
+    if let (Value::Object(b), Value::Object(e)) = (&mut v, extra) {
+        for (k, x) in e {
+            b.insert(k, x);
+        }
+    }
+    v.to_string()
+}
+
+fn numeric_uid(id: &str) -> u64 {
+    id.rsplit(':')
+        .next()
+        .and_then(|u| u.parse().ok())
+        .unwrap_or(0)
+}
+
+fn every_mode(proto: &str, security: &str) {
+    let Some(stack) = stack() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let user = unique_user(&format!("mbh-{proto}-{security}"));
+    stack.seed(&user, &["--count", "6", "--size", "3000"]);
+    let ctx = context(&stack, dir.path(), &user, json!({}));
+    let req = request(&stack, &user, proto, security, json!({}));
+    let mb = Mailbox::open(&ctx, &req).unwrap();
+    let list = mb.poll(100).unwrap();
+    assert_eq!(list.len(), 6, "{list:?}");
+    if proto == "imap" {
+        let uids: Vec<u64> = list.iter().map(|s| numeric_uid(&s.id)).collect();
+        let mut sorted = uids.clone();
+        sorted.sort_unstable();
+        assert_eq!(uids, sorted, "oldest first");
+    }
+    // Bytes fetched equal bytes stored (the seed writes CRLF files).
+    let stored: BTreeSet<Vec<u8>> = stack.stored_messages(&user, None).into_iter().collect();
+    let mut fetched = BTreeSet::new();
+    for s in &list {
+        let b = mb.fetch(&s.id).unwrap();
+        assert_eq!(b.len() as u64, s.size, "size of {}", s.id);
+        fetched.insert(b);
+    }
+    assert_eq!(fetched, stored);
+    // Fetching did not set \Seen.
+    if proto == "imap" {
+        assert!(
+            stack.stored_names(&user, None).iter().all(|n| !n
+                .rsplit(":2,")
+                .next()
+                .unwrap_or("")
+                .contains('S')),
+        );
+    }
+    let file = dir.path().join("m.eml");
+    mb.fetch_to_file(&list[4].id, &file).unwrap();
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        mb.fetch(&list[4].id).unwrap()
+    );
+    assert_eq!(mb.fetch("999999:1").unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(
+        mb.ack(&list[0].id, "explode").unwrap_err().kind,
+        ErrorKind::InvalidArgument
+    );
+
+    let actions: &[&str] = if proto == "imap" {
+        &["keep", "seen", "delete", "move:Deleted Items", "keep"]
+    } else {
+        &["keep", "seen", "delete", "delete", "keep"]
+    };
+    for (s, a) in list.iter().zip(actions) {
+        mb.ack(&s.id, a).unwrap();
+        // Acknowledging twice is harmless.
+        mb.ack(&s.id, a).unwrap();
+    }
+    if proto == "pop3" {
+        assert_eq!(
+            mb.ack(&list[5].id, "move:Archive").unwrap_err().kind,
+            ErrorKind::InvalidArgument
+        );
+    }
+    let again = mb.poll(100).unwrap();
+    assert_eq!(
+        again.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
+        vec![list[5].id.clone()]
+    );
+    // What the server shows.
+    let names = stack.stored_names(&user, None);
+    if proto == "imap" {
+        assert_eq!(names.len(), 4, "{names:?}");
+        assert_eq!(
+            names.iter().filter(|n| n.contains(":2,S")).count(),
+            1,
+            "{names:?}"
+        );
+        assert_eq!(stack.stored_names(&user, Some("Deleted Items")).len(), 1);
+    } else {
+        // The poll's QUIT committed both deletions.
+        assert_eq!(names.len(), 4, "{names:?}");
+    }
+    mb.close();
+    assert_eq!(mb.poll(10).unwrap_err().kind, ErrorKind::InvalidState);
+    // Reopened (also from another context): acknowledged stay acknowledged.
+    let ctx2 = context(&stack, dir.path(), &user, json!({}));
+    let mb2 = Mailbox::open(&ctx2, &req).unwrap();
+    let after = mb2.poll(100).unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].id, list[5].id);
+    mb2.close();
+}
+
+#[test]
+fn imap_tls_every_mode() {
+    every_mode("imap", "tls");
+}
+
+#[test]
+fn imap_starttls_every_mode() {
+    every_mode("imap", "starttls");
+}
+
+#[test]
+fn pop3_tls_every_mode() {
+    every_mode("pop3", "tls");
+}
+
+#[test]
+fn pop3_starttls_every_mode() {
+    every_mode("pop3", "starttls");
+}
+
+#[test]
+fn a_second_open_is_busy_and_start_new_skips_what_is_there() {
+    let Some(stack) = stack() else { return };
+    for proto in ["imap", "pop3"] {
+        let dir = tempfile::tempdir().unwrap();
+        let user = unique_user(&format!("mbh-busy-{proto}"));
+        stack.seed(&user, &["--count", "3", "--seed", "1"]);
+        let ctx = context(&stack, dir.path(), &user, json!({}));
+        let req = request(&stack, &user, proto, "tls", json!({"start": "new"}));
+        let mb = Mailbox::open(&ctx, &req).unwrap();
+        assert!(mb.poll(10).unwrap().is_empty(), "start: new");
+        // Another context on the same state: BUSY after the wait allowed.
+        let other = context(&stack, dir.path(), &user, json!({}));
+        let t = Instant::now();
+        let busy = request(&stack, &user, proto, "tls", json!({"lock_timeout_ms": 300}));
+        assert_eq!(
+            Mailbox::open(&other, &busy).unwrap_err().kind,
+            ErrorKind::Busy
+        );
+        assert!(t.elapsed() >= Duration::from_millis(250));
+        // New mail after the first open is delivered.
+        stack.seed(&user, &["--count", "2", "--seed", "2"]);
+        assert_eq!(mb.poll(10).unwrap().len(), 2);
+        mb.close();
+        // `start: new` applies to the first open only.
+        let mb = Mailbox::open(&other, &req).unwrap();
+        assert_eq!(mb.poll(10).unwrap().len(), 2);
+        mb.close();
+    }
+}
+
+#[test]
+fn bad_requests_are_refused_before_connecting() {
+    let Some(stack) = stack() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let user = unique_user("mbh-bad");
+    let ctx = context(&stack, dir.path(), &user, json!({}));
+    let kind = |j: &str| Mailbox::open(&ctx, j).unwrap_err().kind;
+    assert_eq!(
+        kind(&json!({"account": user, "server": {"host": "imap.evil.example"}}).to_string()),
+        ErrorKind::UntrustedHost
+    );
+    assert_eq!(
+        kind(&json!({"account": user, "x": 1}).to_string()),
+        ErrorKind::InvalidConfig
+    );
+    assert_eq!(kind("not json"), ErrorKind::InvalidConfig);
+    assert_eq!(
+        kind(&request(
+            &stack,
+            &user,
+            "imap",
+            "tls",
+            json!({"folder": "No Such Folder"})
+        )),
+        ErrorKind::NotFound
+    );
+    // A token for another mailbox is refused by the server; the forced
+    // refresh then finds no refresh token in this test's grant.
+    assert_eq!(
+        kind(&request(
+            &stack,
+            &user,
+            "imap",
+            "tls",
+            json!({"mailbox": "someone-else@contoso.test"})
+        )),
+        ErrorKind::ConsentRequired
+    );
+}
+
+#[test]
+fn limits_folders_and_a_moved_mailbox() {
+    let Some(stack) = stack() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let user = unique_user("mbh-limits");
+    stack.seed(&user, &["--count", "2", "--size", "20000"]);
+    let ctx = context(
+        &stack,
+        dir.path(),
+        &user,
+        json!({"limits": {"max_message_bytes": 5000}}),
+    );
+    for proto in ["imap", "pop3"] {
+        let mb = Mailbox::open(&ctx, &request(&stack, &user, proto, "tls", json!({}))).unwrap();
+        let list = mb.poll(10).unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(mb.fetch(&list[0].id).unwrap_err().kind, ErrorKind::TooLarge);
+        assert_eq!(mb.fetch(&list[1].id).unwrap_err().kind, ErrorKind::TooLarge);
+        // The mailbox still works after the refusals.
+        assert_eq!(mb.poll(10).unwrap().len(), 2);
+        if proto == "imap" {
+            let folders = mb.list_folders().unwrap();
+            let find = |n: &str| folders.iter().find(|f| f.name == n).cloned();
+            assert_eq!(find("INBOX").unwrap().special.as_deref(), Some("inbox"));
+            assert_eq!(find("Sent Items").unwrap().special.as_deref(), Some("sent"));
+            assert_eq!(
+                find("Deleted Items").unwrap().special.as_deref(),
+                Some("trash")
+            );
+            assert_eq!(find("Junk").unwrap().special.as_deref(), Some("junk"));
+            assert_eq!(find("INBOX").unwrap().delimiter.as_deref(), Some("/"));
+        } else {
+            assert_eq!(mb.list_folders().unwrap_err().kind, ErrorKind::InvalidState);
+        }
+        mb.close();
+    }
+}
+
+#[test]
+fn wait_sees_new_mail_times_out_and_is_cancelled() {
+    let Some(stack) = stack() else { return };
+    for proto in ["imap", "pop3"] {
+        let dir = tempfile::tempdir().unwrap();
+        let user = unique_user(&format!("mbh-wait-{proto}"));
+        let ctx = context(&stack, dir.path(), &user, json!({}));
+        let mb = Mailbox::open(&ctx, &request(&stack, &user, proto, "tls", json!({}))).unwrap();
+        assert!(
+            !mb.wait(Duration::from_millis(300)).unwrap(),
+            "no mail: timeout"
+        );
+        // Mail arriving during the wait ends it.
+        let (st, u) = (stack.v.clone(), user.clone());
+        let seeder = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(400));
+            let s = Stack {
+                v: st,
+                config: mailoauth::config::parse(
+                    r#"{"client_id":"00000000-0000-0000-0000-0000000000a1"}"#,
+                )
+                .unwrap()
+                .config,
+            };
+            s.seed(&u, &["--count", "1"]);
+        });
+        let t = Instant::now();
+        assert!(mb.wait(Duration::from_secs(20)).unwrap(), "new mail");
+        assert!(t.elapsed() < Duration::from_secs(12), "{:?}", t.elapsed());
+        seeder.join().unwrap();
+        let list = mb.poll(10).unwrap();
+        assert_eq!(list.len(), 1);
+        // Unacknowledged mail there: wait returns at once.
+        assert!(mb.wait(Duration::from_secs(5)).unwrap());
+        mb.ack(&list[0].id, "keep").unwrap();
+        // Cancel from another thread.
+        let mb2 = mb.clone();
+        let waiter = std::thread::spawn(move || {
+            let t = Instant::now();
+            (mb2.wait(Duration::from_secs(30)), t.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(700));
+        mb.cancel();
+        let (r, took) = waiter.join().unwrap();
+        assert_eq!(r.unwrap_err().kind, ErrorKind::Cancelled);
+        assert!(took < Duration::from_secs(3), "{took:?}");
+        // The next call reconnects and works; a cancel without a call
+        // changes nothing.
+        mb.cancel();
+        assert!(mb.poll(10).unwrap().is_empty());
+        // Cancelling the context cancels the mailbox's call too.
+        let (mb3, c3) = (mb.clone(), ctx.clone());
+        let waiter = std::thread::spawn(move || mb3.wait(Duration::from_secs(30)));
+        std::thread::sleep(Duration::from_millis(500));
+        c3.cancel();
+        assert_eq!(
+            waiter.join().unwrap().unwrap_err().kind,
+            ErrorKind::Cancelled
+        );
+        mb.close();
+    }
+}
+
+// ---- processes killed between fetch and ack, and during acks ----
+
+/// The child: opens the mailbox and follows `MAILOAUTH_MAILBOX_HANDLE_CHILD`
+/// (`fetch` polls and fetches everything, then reports and sleeps; `ack`
+/// acks with delete one by one, logging before and after each).
+#[test]
+fn child_worker() {
+    let Ok(mode) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let Some(stack) = stack() else { return };
+    let dir = std::path::PathBuf::from(std::env::var("MBH_DIR").unwrap());
+    let user = std::env::var("MBH_USER").unwrap();
+    let proto = std::env::var("MBH_PROTO").unwrap();
+    let log = dir.join("child.log");
+    let cfg = mailoauth::config::parse(&config_json(&stack, &dir.join("cache"), json!({})))
+        .unwrap()
+        .config;
+    let ctx = Arc::new(Context::new(cfg).unwrap());
+    let mb = Mailbox::open(&ctx, &request(&stack, &user, &proto, "tls", json!({}))).unwrap();
+    let append = |line: String| {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        writeln!(f, "{line}").unwrap();
+        f.sync_all().unwrap();
+    };
+    let list = mb.poll(1000).unwrap();
+    if mode == "fetch" {
+        for s in &list {
+            mb.fetch(&s.id).unwrap();
+        }
+        append("fetched".into());
+    } else {
+        for s in &list {
+            append(format!("start {}", s.id));
+            mb.ack(&s.id, "delete").unwrap();
+            append(format!("done {}", s.id));
+        }
+        append("all".into());
+    }
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+fn spawn_child(mode: &str, dir: &Path, user: &str, proto: &str) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_worker",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(CHILD_ENV, mode)
+        .env("MBH_DIR", dir)
+        .env("MBH_USER", user)
+        .env("MBH_PROTO", proto)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn read_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("child.log")).unwrap_or_default()
+}
+
+fn wait_for_log(dir: &Path, pred: impl Fn(&str) -> bool, child: &mut std::process::Child) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !pred(&read_log(dir)) {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the child ended early: {status}");
+        }
+        assert!(Instant::now() < deadline, "the child did not get there");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn killed_between_fetch_and_ack_or_during_acks_loses_nothing() {
+    let Some(stack) = stack() else { return };
+    for proto in ["imap", "pop3"] {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        std::fs::create_dir_all(&cache).unwrap();
+        let user = unique_user(&format!("mbh-kill-{proto}"));
+        stack.seed(&user, &["--count", "40", "--size", "2000"]);
+        seed_grant(&stack, &cache, &user);
+
+        // Killed after fetching, before any ack: everything comes back.
+        let mut child = spawn_child("fetch", dir.path(), &user, proto);
+        wait_for_log(dir.path(), |l| l.contains("fetched"), &mut child);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let cfg = mailoauth::config::parse(&config_json(&stack, &cache, json!({})))
+            .unwrap()
+            .config;
+        let ctx = Arc::new(Context::new(cfg).unwrap());
+        let req = request(&stack, &user, proto, "tls", json!({}));
+        let mb = Mailbox::open(&ctx, &req).unwrap();
+        let all: BTreeSet<String> = mb.poll(1000).unwrap().into_iter().map(|s| s.id).collect();
+        assert_eq!(all.len(), 40);
+        mb.close();
+
+        // Killed in the middle of the acks.
+        let _ = std::fs::remove_file(dir.path().join("child.log"));
+        let mut child = spawn_child("ack", dir.path(), &user, proto);
+        wait_for_log(
+            dir.path(),
+            |l| l.lines().filter(|x| x.starts_with("start ")).count() >= 15,
+            &mut child,
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let log = read_log(dir.path());
+        let started: BTreeSet<String> = log
+            .lines()
+            .filter_map(|l| l.strip_prefix("start ").map(str::to_string))
+            .collect();
+        let done: BTreeSet<String> = log
+            .lines()
+            .filter_map(|l| l.strip_prefix("done ").map(str::to_string))
+            .collect();
+        assert!(!done.is_empty() && done.len() < 40, "{log}");
+        let mb = Mailbox::open(&ctx, &req).unwrap();
+        let back: BTreeSet<String> = mb.poll(1000).unwrap().into_iter().map(|s| s.id).collect();
+        // No acknowledged message returns …
+        assert!(back.is_disjoint(&done), "acknowledged came back");
+        // … and nothing is lost: what is not back had its ack started.
+        for id in all.difference(&back) {
+            assert!(started.contains(id), "{id} vanished without an ack");
+        }
+        // Pending deletions are finished: after the next poll (POP3: its
+        // QUIT) every acknowledged message is gone from the server.
+        let again: BTreeSet<String> = mb.poll(1000).unwrap().into_iter().map(|s| s.id).collect();
+        assert_eq!(again, back);
+        mb.close();
+        let left = stack.stored_names(&user, None).len();
+        assert_eq!(left, back.len(), "server copies of acknowledged deletions");
+    }
+}
