@@ -84,6 +84,7 @@ LOG_ERROR, LOG_WARNING, LOG_INFO, LOG_DEBUG, LOG_TRACE = 1, 2, 3, 4, 5
 ctx_p = c_void_p
 op_p = c_void_p
 blob_p = c_void_p
+mb_p = c_void_p
 
 # Callback types (the typedefs of the header).
 LOG_FN = CFUNCTYPE(None, c_void_p, c_int32, c_char_p)
@@ -133,6 +134,16 @@ _EXPORTS: dict[str, tuple[Any, list]] = {
     "mailoauth_smtp_send": (c_int32, [ctx_p, c_char_p, POINTER(c_void_p)]),
     "mailoauth_smtp_send_mime": (c_int32, [ctx_p, c_char_p, c_void_p, c_int64, POINTER(c_void_p)]),
     "mailoauth_smtp_forward": (c_int32, [ctx_p, c_char_p, c_void_p, c_int64, POINTER(c_void_p)]),
+    # mailboxes
+    "mailoauth_mailbox_open": (c_int32, [ctx_p, c_char_p, POINTER(mb_p)]),
+    "mailoauth_mailbox_poll": (c_int32, [mb_p, c_int32, POINTER(c_void_p)]),
+    "mailoauth_mailbox_fetch": (c_int32, [mb_p, c_char_p, POINTER(c_void_p), POINTER(c_int64)]),
+    "mailoauth_mailbox_fetch_to_file": (c_int32, [mb_p, c_char_p, c_char_p]),
+    "mailoauth_mailbox_ack": (c_int32, [mb_p, c_char_p, c_char_p]),
+    "mailoauth_mailbox_wait": (c_int32, [mb_p, c_int32]),
+    "mailoauth_mailbox_list_folders": (c_int32, [mb_p, POINTER(c_void_p)]),
+    "mailoauth_mailbox_cancel": (c_int32, [mb_p]),
+    "mailoauth_mailbox_free": (None, [mb_p]),
 }
 
 
@@ -409,6 +420,12 @@ class Context:
             self._out_call("mailoauth_smtp_forward", _json_in(request), buf, len(original))
         )
 
+    def mailbox_open(self, request: Union[str, bytes, dict]) -> "Mailbox":
+        """mailoauth_mailbox_open: free the mailbox (or use ``with``)."""
+        h = mb_p()
+        self.lib.call("mailoauth_mailbox_open", self.handle, _json_in(request), ctypes.byref(h))
+        return Mailbox(self.lib, h, self)
+
     def set_store(
         self,
         load: Optional[Callable[[str, int], int]],
@@ -493,3 +510,64 @@ class Operation:
         if self.handle is not None and self.handle.value:
             self.lib.raw.mailoauth_op_free(self.handle)
         self.handle = None
+
+
+class Mailbox:
+    """A mailoauth_mailbox (IMAP or POP3 folder). Free it (or use ``with``).
+
+    Keeps its Context object referenced so that Python does not free the
+    context first (the library would cope: handles may be freed in any order).
+    """
+
+    def __init__(self, lib: Library, handle: mb_p, ctx: Optional[Context] = None):
+        self.lib = lib
+        self.handle = handle
+        self._ctx = ctx
+
+    def __enter__(self) -> "Mailbox":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.free()
+
+    def poll(self, max_messages: int = 100) -> list:
+        out = c_void_p()
+        self.lib.call("mailoauth_mailbox_poll", self.handle, max_messages, ctypes.byref(out))
+        return self.lib.take_json(out)
+
+    def fetch(self, msg_id: Union[str, bytes]) -> bytes:
+        """The message's bytes (the library's buffer is freed with mailoauth_bytes_free)."""
+        p = c_void_p()
+        n = c_int64(-1)
+        self.lib.call("mailoauth_mailbox_fetch", self.handle, _in(msg_id), ctypes.byref(p), ctypes.byref(n))
+        try:
+            return ctypes.string_at(p.value, n.value) if n.value > 0 else b""
+        finally:
+            self.lib.raw.mailoauth_bytes_free(p, n)
+
+    def fetch_to_file(self, msg_id: Union[str, bytes], path: Union[str, bytes, os.PathLike]) -> None:
+        if isinstance(path, os.PathLike):
+            path = os.fspath(path)
+        self.lib.call("mailoauth_mailbox_fetch_to_file", self.handle, _in(msg_id), _in(path))
+
+    def ack(self, msg_id: Union[str, bytes], action: Union[str, bytes] = "keep") -> None:
+        self.lib.call("mailoauth_mailbox_ack", self.handle, _in(msg_id), _in(action))
+
+    def wait(self, timeout_ms: int = -1) -> bool:
+        """True when new mail may be there, False on TIMEOUT; raises otherwise."""
+        rc = self.lib.call("mailoauth_mailbox_wait", self.handle, timeout_ms, allow=(OK, TIMEOUT))
+        return rc == OK
+
+    def list_folders(self) -> list:
+        out = c_void_p()
+        self.lib.call("mailoauth_mailbox_list_folders", self.handle, ctypes.byref(out))
+        return self.lib.take_json(out)
+
+    def cancel(self) -> None:
+        self.lib.call("mailoauth_mailbox_cancel", self.handle)
+
+    def free(self) -> None:
+        if self.handle is not None and self.handle.value:
+            self.lib.raw.mailoauth_mailbox_free(self.handle)
+        self.handle = None
+        self._ctx = None
