@@ -263,55 +263,160 @@ fn interrupt_cancels_a_session() {
     assert_eq!(s.noop().unwrap_err().kind, ErrorKind::Cancelled);
 }
 
+/// The raw bound: one `UID FETCH 1:* (UID BODY.PEEK[])` on a connection
+/// of its own, read to the end with the literal-aware reader (no windows,
+/// everything held): (messages, bytes, seconds).
+fn raw_bound(st: &Stack, user: &str, token: &Secret) -> (usize, usize, f64) {
+    use mailoauth::mailbox::imap::resp::{Limits, Response, read_response};
+    use mailoauth::mailbox::imap::wire::Buffered;
+    use mailoauth::mailbox::sasl::Mechanism;
+    use std::io::Write;
+
+    let ep = st.endpoint("imap", Security::Tls, false);
+    let stream = mailoauth::mailbox::net::connect(&ep, &Interrupt::new()).unwrap();
+    let mut b = Buffered::new(stream);
+    let limits = Limits {
+        max_literal: 1 << 30,
+    };
+    let mut budget = u64::MAX;
+    let mut until_tag = |b: &mut Buffered<_>, tag: &str| -> Vec<Response> {
+        let mut out = Vec::new();
+        loop {
+            let r = read_response(b, limits, &mut budget)
+                .unwrap()
+                .expect("a response");
+            if matches!(&r, Response::Tagged { tag: t, .. } if t == tag) {
+                out.push(r);
+                return out;
+            }
+            if matches!(&r, Response::Continue(_)) {
+                return out;
+            }
+            out.push(r);
+        }
+    };
+    let mut greeting = Vec::new();
+    b.read_line(&mut greeting, 4096).unwrap();
+    let send = |b: &mut Buffered<_>, l: &[u8]| {
+        let s: &mut mailoauth::mailbox::net::Stream = b.get_mut();
+        s.write_all(l).unwrap();
+        s.flush().unwrap();
+    };
+    send(&mut b, b"r1 AUTHENTICATE XOAUTH2\r\n");
+    until_tag(&mut b, "r1");
+    let ir = Mechanism::XOAuth2.payload_b64(user, token, &ep.host, ep.port);
+    send(&mut b, format!("{}\r\n", ir.as_str()).as_bytes());
+    until_tag(&mut b, "r1");
+    send(&mut b, b"r2 SELECT INBOX\r\n");
+    until_tag(&mut b, "r2");
+    let started = Instant::now();
+    send(&mut b, b"r3 UID FETCH 1:* (UID BODY.PEEK[])\r\n");
+    let mut kept = Vec::new();
+    for r in until_tag(&mut b, "r3") {
+        if let Response::Fetch(mut f) = r
+            && let Some(body) = f.take_section("")
+        {
+            kept.push(body);
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let bytes = kept.iter().map(Vec::len).sum();
+    send(&mut b, b"r4 LOGOUT\r\n");
+    (kept.len(), bytes, secs)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 /// Throughput (run in release: `cargo test --release --test mailbox_imap
-/// -- --ignored --nocapture`): 2,000 messages of about 20 KB in windows of
-/// 100 messages, 500 messages / 16 MB (the default) and 4 MB.
+/// -- --ignored --nocapture`): messages of about 20 KB (2,000, or
+/// `MAILOAUTH_BENCH_COUNT`; `MAILOAUTH_BENCH_USER` names an already seeded
+/// user) fetched by the session in windows of 100 messages, 500 messages /
+/// 16 MB (the default) and 500 / 4 MB, and with read-ahead (one `fetch`
+/// per message), against the raw bound; the median of
+/// `MAILOAUTH_BENCH_RUNS` (5) runs each. Lines starting with `BENCH` are
+/// read by benches/mailbox_bench.py.
 #[test]
 #[ignore]
 fn throughput() {
     let Some(st) = stack() else { return };
-    let user = unique_user("mbx-imap-bench");
-    st.seed(&user, &["--count", "2000", "--size", "20000"]);
+    let user = match std::env::var("MAILOAUTH_BENCH_USER") {
+        Ok(u) => u,
+        Err(_) => {
+            let user = unique_user("mbx-imap-bench");
+            let count = std::env::var("MAILOAUTH_BENCH_COUNT").unwrap_or_else(|_| "2000".into());
+            st.seed(&user, &["--count", &count, "--size", "20000"]);
+            user
+        }
+    };
+    let runs: usize = std::env::var("MAILOAUTH_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
     let token = st.mint(&user);
-    for (msgs, bytes_per) in [(100usize, 16u64 << 20), (500, 16 << 20), (500, 4 << 20)] {
-        let ep = st.endpoint("imap", Security::Tls, false);
-        let opts = Options {
-            window_messages: msgs,
-            window_bytes: bytes_per,
-            ..Options::default()
-        };
-        let mut s = Session::login(&ep, &Interrupt::new(), opts, &user, &token, "INBOX").unwrap();
-        let uids = s.uids_after(0).unwrap();
-        let t0 = Instant::now();
-        let sums = s.summaries(&uids).unwrap();
-        let t_sum = t0.elapsed().as_secs_f64();
-        let sizes: Vec<(u32, u64)> = sums
-            .iter()
-            .map(|m| {
-                let uid =
-                    m.id.split(':')
-                        .nth(1)
-                        .and_then(|u| u.parse().ok())
-                        .unwrap_or(0);
-                (uid, m.size)
-            })
-            .collect();
-        let started = Instant::now();
-        let mut bytes = 0usize;
-        s.fetch_many(&sizes, |_, r| {
-            bytes += r?.len();
-            Ok(())
-        })
-        .unwrap();
-        let secs = started.elapsed().as_secs_f64();
+    let configs: [(&str, usize, u64); 4] = [
+        ("window 100 msgs / 16 MB", 100, 16 << 20),
+        ("window 500 msgs / 16 MB", 500, 16 << 20),
+        ("window 500 msgs / 4 MB", 500, 4 << 20),
+        ("read-ahead 500 msgs / 16 MB", 500, 16 << 20),
+    ];
+    let mut raw_secs = Vec::new();
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
+    let mut total = (0usize, 0usize);
+    for _ in 0..runs {
+        let (n, bytes, secs) = raw_bound(&st, &user, &token);
+        raw_secs.push(secs);
+        total = (n, bytes);
+        for (k, &(name, msgs, bytes_per)) in configs.iter().enumerate() {
+            let ep = st.endpoint("imap", Security::Tls, false);
+            let opts = Options {
+                window_messages: msgs,
+                window_bytes: bytes_per,
+                ..Options::default()
+            };
+            let mut s =
+                Session::login(&ep, &Interrupt::new(), opts, &user, &token, "INBOX").unwrap();
+            let uids = s.uids_after(0).unwrap();
+            let sizes = s.sizes(&uids).unwrap();
+            let started = Instant::now();
+            let mut got = (0usize, 0usize);
+            if name.starts_with("read-ahead") {
+                s.set_read_ahead(&sizes);
+                for &(uid, _) in &sizes {
+                    got.0 += 1;
+                    got.1 += s.fetch(uid).unwrap().len();
+                }
+            } else {
+                s.fetch_many(&sizes, |_, r| {
+                    got.0 += 1;
+                    got.1 += r?.len();
+                    Ok(())
+                })
+                .unwrap();
+            }
+            times[k].push(started.elapsed().as_secs_f64());
+            assert_eq!(got, (n, bytes), "{name}");
+            s.logout().unwrap();
+        }
+    }
+    let raw = median(&mut raw_secs);
+    let (n, bytes) = total;
+    println!(
+        "IMAP raw bound (one UID FETCH 1:*): {n} bodies, {bytes} B in {raw:.3} s ({:.0} msg/s, {:.1} MB/s)",
+        n as f64 / raw,
+        bytes as f64 / raw / 1e6
+    );
+    println!("BENCH imap-raw {n} {bytes} {raw:.6}");
+    for (k, &(name, _, _)) in configs.iter().enumerate() {
+        let secs = median(&mut times[k]);
         println!(
-            "IMAP window {msgs} msgs / {} MB: summaries {:.3} s; {} bodies, {bytes} B in {secs:.3} s ({:.0} msg/s, {:.1} MB/s)",
-            bytes_per >> 20,
-            t_sum,
-            sizes.len(),
-            sizes.len() as f64 / secs,
-            bytes as f64 / secs / 1e6
+            "IMAP {name}: {secs:.3} s ({:.0} msg/s, {:.1} MB/s) = {:.0} % of the raw bound",
+            n as f64 / secs,
+            bytes as f64 / secs / 1e6,
+            raw / secs * 100.0
         );
-        s.logout().unwrap();
+        println!("BENCH imap-lib[{name}] {n} {bytes} {secs:.6}");
     }
 }

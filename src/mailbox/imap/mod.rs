@@ -22,9 +22,9 @@
 //! connection out of step it is *broken* and the owner reconnects.
 
 use std::cell::Cell;
-use std::io::{self, Read, Write};
+use std::collections::HashMap;
+use std::io::{self, Write};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::config::Security;
@@ -37,7 +37,14 @@ use crate::mailbox::sasl::{self, Mechanism};
 use crate::mailbox::summary::Summary;
 use crate::secret::Secret;
 
+mod bodies;
+mod idle;
 pub mod names;
+pub mod resp;
+pub mod wire;
+
+pub use bodies::IndexEntry;
+use wire::{Budget, ImapStream, SharedWire};
 
 /// The read budget of an ordinary command (SELECT, SEARCH, STORE …).
 pub const COMMAND_BUDGET: u64 = 32 * 1024 * 1024;
@@ -67,95 +74,6 @@ impl Default for Options {
     }
 }
 
-/// Counts what the crate reads; past the budget every read fails.
-#[derive(Debug, Default)]
-struct Budget {
-    left: AtomicU64,
-    exceeded: AtomicBool,
-    /// Look for `* BYE` in what is read (off while bodies stream in).
-    sniff: AtomicBool,
-    /// The text of the last `* BYE` seen: the crate drops it when the
-    /// connection closes right after (Exchange's expired-token BYE).
-    bye: std::sync::Mutex<Option<String>>,
-}
-
-impl Budget {
-    fn set(&self, bytes: u64, sniff: bool) {
-        self.left.store(bytes, Ordering::SeqCst);
-        self.exceeded.store(false, Ordering::SeqCst);
-        self.sniff.store(sniff, Ordering::SeqCst);
-    }
-
-    fn look_for_bye(&self, chunk: &[u8]) {
-        if let Some(i) = chunk.windows(6).position(|w| w == b"* BYE ") {
-            let rest = &chunk[i + 6..];
-            let end = rest
-                .iter()
-                .position(|b| *b == b'\r' || *b == b'\n')
-                .unwrap_or(rest.len())
-                .min(512);
-            let text = String::from_utf8_lossy(&rest[..end]).into_owned();
-            *self
-                .bye
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(text);
-        }
-    }
-
-    fn take_bye(&self) -> Option<String> {
-        self.bye
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-    }
-}
-
-/// The stream the crate sees: our connection, a read budget, and a read
-/// timeout that can be changed but never removed.
-pub struct ImapStream {
-    inner: Stream,
-    budget: Arc<Budget>,
-    io_timeout: Duration,
-}
-
-impl Read for ImapStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.budget.left.load(Ordering::SeqCst);
-        if left == 0 {
-            self.budget.exceeded.store(true, Ordering::SeqCst);
-            return Err(io::Error::other("response larger than the allowed size"));
-        }
-        let cap = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-        let n = self.inner.read(&mut buf[..cap])?;
-        self.budget.left.fetch_sub(n as u64, Ordering::SeqCst);
-        if self.budget.sniff.load(Ordering::Relaxed) {
-            self.budget.look_for_bye(&buf[..n]);
-        }
-        Ok(n)
-    }
-}
-
-impl Write for ImapStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-impl imap::extensions::idle::SetReadTimeout for ImapStream {
-    fn set_read_timeout(&mut self, t: Option<Duration>) -> imap::Result<()> {
-        // None (the crate's IDLE clean-up) means our default, never "wait
-        // forever".
-        let t = t.unwrap_or(self.io_timeout);
-        self.inner
-            .tcp()
-            .set_read_timeout(Some(t.max(Duration::from_millis(1))))
-            .map_err(imap::Error::Io)
-    }
-}
-
 /// The selected folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selected {
@@ -176,6 +94,18 @@ pub struct Session {
     interrupt: Interrupt,
     selected: Option<Selected>,
     broken: bool,
+    /// The connection, shared with the crate's handle.
+    wire: SharedWire,
+    /// Tags of our own commands (`m1`, `m2` …; the crate uses `a…`).
+    tag: u32,
+    /// Our readers saw EXISTS / RECENT / EXPUNGE since the last wait.
+    changed: bool,
+    /// Read-ahead: the last poll's messages (UID, size) in order …
+    plan: Vec<(u32, u64)>,
+    /// … and the bodies fetched ahead of being asked for.
+    ahead: HashMap<u32, Vec<u8>>,
+    /// The length of one IDLE command.
+    idle_chunk: Duration,
 }
 
 /// The SASL exchange for the crate: the payload on the first (empty)
@@ -216,10 +146,10 @@ impl Session {
             Security::StartTls => (starttls(stream, ep, interrupt)?, true),
             Security::Tls | Security::None => (stream, false),
         };
+        let wire = SharedWire::new(stream, ep.io_timeout);
         let mut client = imap::Client::new(ImapStream {
-            inner: stream,
+            wire: wire.clone(),
             budget: budget.clone(),
-            io_timeout: ep.io_timeout,
         });
         let fail = |e: imap::Error, what: &str| -> Error {
             map_error(e, &ep.host, what, interrupt, &budget)
@@ -292,6 +222,12 @@ impl Session {
             interrupt: interrupt.clone(),
             selected: None,
             broken: false,
+            wire,
+            tag: 0,
+            changed: false,
+            plan: Vec::new(),
+            ahead: HashMap::new(),
+            idle_chunk: idle::IDLE_CHUNK,
         };
         session.refresh_capabilities()?;
         session.select(folder)?;
@@ -392,6 +328,9 @@ impl Session {
             uid_next: mb.uid_next,
         };
         self.selected = Some(sel.clone());
+        self.plan.clear();
+        self.ahead.clear();
+        self.changed = false;
         Ok(sel)
     }
 
@@ -410,7 +349,13 @@ impl Session {
         Ok(uids)
     }
 
-    fn uid_validity(&self) -> Result<u32> {
+    /// The UIDVALIDITY of the selected folder (ids are `UIDVALIDITY:UID`;
+    /// when it changes, the old UIDs mean nothing: see [`Session::index`]).
+    pub fn uid_validity(&self) -> Option<u32> {
+        self.selected.as_ref().map(|s| s.uid_validity)
+    }
+
+    fn validity(&self) -> Result<u32> {
         self.selected
             .as_ref()
             .map(|s| s.uid_validity)
@@ -427,7 +372,7 @@ impl Session {
     /// `UIDVALIDITY:UID`, in the order of `uids`; messages that are gone
     /// are left out.
     pub fn summaries(&mut self, uids: &[u32]) -> Result<Vec<Summary>> {
-        let validity = self.uid_validity()?;
+        let validity = self.validity()?;
         let mut out = Vec::with_capacity(uids.len());
         for chunk in uids.chunks(SUMMARY_CHUNK) {
             self.begin(SUMMARY_BUDGET)?;
@@ -477,84 +422,6 @@ impl Session {
         Ok(out)
     }
 
-    /// One message's raw bytes (BODY.PEEK[]: \Seen is not set); the size is
-    /// checked against `max_message_bytes` first.
-    pub fn fetch(&mut self, uid: u32) -> Result<Vec<u8>> {
-        let sizes = self.sizes(&[uid])?;
-        let Some(&(_, size)) = sizes.first() else {
-            return Err(not_found(uid));
-        };
-        let mut got = None;
-        self.fetch_many(&[(uid, size)], |_, r| {
-            got = Some(r);
-            Ok(())
-        })?;
-        got.unwrap_or_else(|| Err(not_found(uid)))
-    }
-
-    /// Bodies of several messages, in windows bounded in bytes and count
-    /// (one `UID FETCH` per window), each handed to `each` in the order
-    /// given: `Ok(bytes)` or the message's own error (`TooLarge` when its
-    /// size passes the limit, `NotFound` when it is gone).
-    pub fn fetch_many(
-        &mut self,
-        msgs: &[(u32, u64)],
-        mut each: impl FnMut(u32, Result<Vec<u8>>) -> Result<()>,
-    ) -> Result<()> {
-        let max = self.opts.max_message_bytes;
-        let mut i = 0;
-        while i < msgs.len() {
-            let mut window: Vec<(u32, u64)> = Vec::new();
-            let mut bytes = 0u64;
-            while i < msgs.len() && window.len() < self.opts.window_messages.max(1) {
-                let (uid, size) = msgs[i];
-                if size > max {
-                    if window.is_empty() {
-                        i += 1;
-                        each(uid, Err(too_large(uid, size, max)))?;
-                        continue;
-                    }
-                    break;
-                }
-                if !window.is_empty() && bytes + size > self.opts.window_bytes {
-                    break;
-                }
-                bytes += size;
-                window.push((uid, size));
-                i += 1;
-            }
-            if window.is_empty() {
-                continue;
-            }
-            // The announced sizes bound what may come back, with room for
-            // the response lines around each literal.
-            let budget = bytes
-                .saturating_add(window.len() as u64 * 512)
-                .saturating_add(64 * 1024);
-            self.begin_with(budget, false)?;
-            let uids: Vec<u32> = window.iter().map(|(u, _)| *u).collect();
-            let r = self.s.uid_fetch(uid_set(&uids), "(UID BODY.PEEK[])");
-            let fetches = self.check(r, "UID FETCH (bodies)")?;
-            let mut got: Vec<(u32, &[u8])> = fetches
-                .iter()
-                .filter_map(|f| Some((f.uid?, f.body()?)))
-                .collect();
-            got.sort_by_key(|(u, _)| *u);
-            for &(uid, size) in &window {
-                let r = match got.binary_search_by_key(&uid, |(u, _)| *u) {
-                    Ok(j) if got[j].1.len() as u64 > max => {
-                        Err(too_large(uid, got[j].1.len() as u64, max))
-                    }
-                    Ok(j) => Ok(got[j].1.to_vec()),
-                    Err(_) => Err(not_found(uid)),
-                };
-                let _ = size;
-                each(uid, r)?;
-            }
-        }
-        Ok(())
-    }
-
     /// Sets \Seen (`UID STORE +FLAGS.SILENT`).
     pub fn mark_seen(&mut self, uids: &[u32]) -> Result<()> {
         self.store(uids, "+FLAGS.SILENT (\\Seen)")
@@ -588,6 +455,7 @@ impl Session {
             return Ok(());
         }
         let wire = names::encode(folder)?;
+        self.forget(uids);
         self.begin(COMMAND_BUDGET)?;
         if self.has_capability("MOVE") {
             let r = self.s.uid_mv(uid_set(uids), &wire);
@@ -606,6 +474,7 @@ impl Session {
         if uids.is_empty() {
             return Ok(());
         }
+        self.forget(uids);
         self.store(uids, "+FLAGS.SILENT (\\Deleted)")?;
         self.begin(COMMAND_BUDGET)?;
         if self.has_capability("UIDPLUS") {
@@ -890,7 +759,7 @@ fn map_error(
     if interrupt.is_fired() {
         return Error::cancelled();
     }
-    if budget.exceeded.load(Ordering::SeqCst) {
+    if budget.is_exceeded() {
         return Error::new(
             ErrorKind::TooLarge,
             Text::new(

@@ -172,7 +172,7 @@ fn no_oauth_mechanism() {
 
 #[test]
 fn a_literal_past_the_limit_is_too_large() {
-    let big = "x".repeat(200_000);
+    let big = "x".repeat(3_000_000);
     let (port, _, _h) = server(vec![
         caps(),
         ("AUTHENTICATE", "+ \r\n".into()),
@@ -183,9 +183,10 @@ fn a_literal_past_the_limit_is_too_large() {
         ),
         (
             "UID",
-            // Sizes claim 10 bytes; the body literal announces 200,000.
+            // Sizes claim 10 bytes; the body literal announces 3,000,000
+            // (more than the window's read budget allows).
             format!(
-                "* 1 FETCH (UID 5 RFC822.SIZE 10 BODY[] {{200000}}\r\n{big})\r\n{{tag}} OK done\r\n"
+                "* 1 FETCH (UID 5 RFC822.SIZE 10 BODY[] {{3000000}}\r\n{big})\r\n{{tag}} OK done\r\n"
             ),
         ),
     ]);
@@ -230,4 +231,149 @@ fn uid_sets() {
         uid_set(&[u32::MAX, u32::MAX - 1]),
         format!("{}:{}", u32::MAX - 1, u32::MAX)
     );
+}
+
+/// A server in IDLE that sends `* OK Still here` every 150 ms (Dovecot
+/// does it every 2 minutes): the crate's inactivity timeout would never
+/// fire; our deadline does. Then a server that reports EXISTS during IDLE.
+fn idle_server(keepalive_ms: u64, exists_after_ms: Option<u64>) -> (u16, Arc<Mutex<Vec<String>>>) {
+    scripted_idle_server(true, keepalive_ms, exists_after_ms)
+}
+
+/// `idle`: whether IDLE is advertised; without it, NOOP reports
+/// `* 2 EXISTS` when `exists_after_ms` is set.
+fn scripted_idle_server(
+    idle: bool,
+    keepalive_ms: u64,
+    exists_after_ms: Option<u64>,
+) -> (u16, Arc<Mutex<Vec<String>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        let Ok((sock, _)) = l.accept() else { return };
+        let w = Arc::new(Mutex::new(sock.try_clone().unwrap()));
+        let send = |w: &Arc<Mutex<std::net::TcpStream>>, s: &str| {
+            let _ = w.lock().unwrap().write_all(s.as_bytes());
+        };
+        send(&w, "* OK scripted\r\n");
+        let mut r = BufReader::new(sock);
+        let mut idle_tag = String::new();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                return;
+            }
+            let l = line.trim_end().to_string();
+            seen2.lock().unwrap().push(l.clone());
+            let mut parts = l.splitn(3, ' ');
+            let tag = parts.next().unwrap_or("").to_string();
+            let verb = parts.next().unwrap_or("").to_ascii_uppercase();
+            match (tag.as_str(), verb.as_str()) {
+                ("DONE", _) => {
+                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                    send(&w, &format!("{idle_tag} OK Idle completed.\r\n"));
+                }
+                (_, "CAPABILITY") => send(
+                    &w,
+                    &format!(
+                        "* CAPABILITY IMAP4rev1 AUTH=XOAUTH2{}\r\n{tag} OK done\r\n",
+                        if idle { " IDLE" } else { "" }
+                    ),
+                ),
+                (_, "AUTHENTICATE") => {
+                    idle_tag = tag.clone();
+                    send(&w, "+ \r\n");
+                }
+                (_, "SELECT") => send(
+                    &w,
+                    &format!(
+                        "* 1 EXISTS\r\n* OK [UIDVALIDITY 7] x\r\n{tag} OK [READ-WRITE] done\r\n"
+                    ),
+                ),
+                (_, "IDLE") => {
+                    idle_tag = tag.clone();
+                    send(&w, "+ idling\r\n");
+                    stop.store(false, std::sync::atomic::Ordering::SeqCst);
+                    let (w, stop) = (w.clone(), stop.clone());
+                    std::thread::spawn(move || {
+                        let started = std::time::Instant::now();
+                        let mut sent_exists = false;
+                        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(keepalive_ms));
+                            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                                break;
+                            }
+                            let mut g = w.lock().unwrap();
+                            let _ = g.write_all(b"* OK Still here\r\n");
+                            if let Some(ms) = exists_after_ms
+                                && !sent_exists
+                                && started.elapsed() >= Duration::from_millis(ms)
+                            {
+                                sent_exists = true;
+                                let _ = g.write_all(b"* 2 EXISTS\r\n* 1 RECENT\r\n");
+                            }
+                        }
+                    });
+                }
+                (_, "") => send(&w, &format!("{idle_tag} OK AUTHENTICATE completed.\r\n")),
+                (_, "NOOP") if exists_after_ms.is_some() => {
+                    send(&w, &format!("* 2 EXISTS\r\n{tag} OK done\r\n"))
+                }
+                (_, "NOOP") | (_, "LOGOUT") => send(&w, &format!("{tag} OK done\r\n")),
+                _ => send(&w, &format!("{tag} BAD unknown\r\n")),
+            }
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn keepalives_do_not_extend_the_deadline() {
+    let (port, seen) = idle_server(150, None);
+    let mut s = login(port).unwrap();
+    s.set_idle_chunk(Duration::from_secs(1));
+    let t = std::time::Instant::now();
+    assert!(!s.idle_wait(Duration::from_millis(2500)).unwrap());
+    let secs = t.elapsed().as_secs_f64();
+    assert!((2.49..3.2).contains(&secs), "{secs}");
+    // Re-issued in chunks: three IDLE commands, each ended by DONE.
+    let seen = seen.lock().unwrap().clone();
+    let idles = seen.iter().filter(|l| l.ends_with(" IDLE")).count();
+    let dones = seen.iter().filter(|l| *l == "DONE").count();
+    assert_eq!((idles, dones), (3, 3), "{seen:?}");
+    // The session is in step afterwards (the crate's next command works).
+    s.noop().unwrap();
+}
+
+#[test]
+fn exists_during_idle_wakes_the_wait() {
+    let (port, _) = idle_server(100, Some(500));
+    let mut s = login(port).unwrap();
+    let t = std::time::Instant::now();
+    assert!(s.idle_wait(Duration::from_secs(10)).unwrap());
+    assert!(t.elapsed() < Duration::from_secs(3));
+    assert_eq!(s.selected().unwrap().exists, 2);
+    s.noop().unwrap();
+}
+
+#[test]
+fn without_idle_a_wait_polls_with_noop() {
+    // Nothing new: false at the deadline.
+    let (port, seen) = scripted_idle_server(false, 100, None);
+    let mut s = login(port).unwrap();
+    let t = std::time::Instant::now();
+    assert!(!s.idle_wait(Duration::from_millis(1200)).unwrap());
+    let secs = t.elapsed().as_secs_f64();
+    assert!((1.19..2.0).contains(&secs), "{secs}");
+    assert!(seen.lock().unwrap().iter().any(|l| l.ends_with(" NOOP")));
+    assert!(!seen.lock().unwrap().iter().any(|l| l.ends_with(" IDLE")));
+    s.noop().unwrap();
+    // NOOP reports new mail.
+    let (port, _) = scripted_idle_server(false, 100, Some(0));
+    let mut s = login(port).unwrap();
+    assert!(s.idle_wait(Duration::from_millis(800)).unwrap());
 }
