@@ -410,6 +410,57 @@ fn wait_sees_new_mail_times_out_and_is_cancelled() {
     }
 }
 
+/// A token the server rejects (expired there, fresh in the cache) gets one
+/// forced refresh and the login is retried: carol signs in for real (a
+/// refresh token), her access tokens are expired on the imitation.
+#[test]
+fn a_rejected_token_is_refreshed_once_and_the_login_retried() {
+    let Some(stack) = stack() else { return };
+    let user = "carol@contoso.test";
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = mailoauth::config::parse(&config_json(&stack, dir.path(), json!({})))
+        .unwrap()
+        .config;
+    let ctx = Arc::new(Context::new(cfg).unwrap());
+    let req =
+        json!({"account": user, "protocols": ["imap", "pop3"], "flow": "browser"}).to_string();
+    let op = ctx.consent_begin(&req).unwrap();
+    let url = op.info()["authorize_url"].as_str().unwrap().to_string();
+    let location = support::authorize_decide(&url, true, Some(user));
+    assert_eq!(support::follow_to_listener(&location).status, 200);
+    ctx.consent_settle(&op, Duration::from_secs(20))
+        .expect("finished")
+        .unwrap();
+    let refreshes = || {
+        let port = url::Url::parse(stack.v["idp"]["http"].as_str().unwrap())
+            .unwrap()
+            .port()
+            .unwrap();
+        let r = support::http_request("GET", port, "/admin/counters", None, &[]);
+        let v: Value = serde_json::from_str(&r.body).unwrap();
+        v["token"]["refresh_token"].as_u64().unwrap()
+    };
+    for proto in ["imap", "pop3"] {
+        let before = refreshes();
+        let open = request(&stack, user, proto, "tls", json!({"start": "new"}));
+        let mb = Mailbox::open(&ctx, &open).unwrap();
+        mb.poll(10).unwrap();
+        stack.expire_tokens(user);
+        if proto == "imap" {
+            // A new session logs in with the cached (now expired) token.
+            mb.close();
+            let mb = Mailbox::open(&ctx, &open).unwrap();
+            mb.poll(10).unwrap();
+            mb.close();
+        } else {
+            // Every POP3 poll logs in again.
+            mb.poll(10).unwrap();
+            mb.close();
+        }
+        assert!(refreshes() > before, "{proto}: the token was refreshed");
+    }
+}
+
 // ---- processes killed between fetch and ack, and during acks ----
 
 /// The child: opens the mailbox and follows `MAILOAUTH_MAILBOX_HANDLE_CHILD`
