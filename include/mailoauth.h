@@ -503,7 +503,8 @@ int32_t mailoauth_mailbox_ack(mailoauth_mailbox *mb, const char *id, const char 
 /**
  * Waits for new mail: returns MAILOAUTH_OK when new mail may be there (at
  * once when unacknowledged messages are already there), MAILOAUTH_TIMEOUT
- * when none came within `timeout_ms`. IMAP watches the selected folder;
+ * when none came within `timeout_ms`. IMAP waits in IDLE (a NOOP every
+ * 15 s where the server has no IDLE), interrupted by a cancel at once;
  * POP3 logs in again every few seconds.
  * @param mb         the mailbox; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
  * @param timeout_ms how long to wait; 0 only looks; negative waits up to a day.

@@ -63,8 +63,8 @@ const AHEAD_BYTES: u64 = 16 * 1024 * 1024;
 const AHEAD_MESSAGES: usize = 100;
 /// The most messages one poll returns.
 pub const MAX_POLL: usize = 10_000;
-/// `wait` over IMAP without IDLE: how often it looks for new mail.
-const IMAP_RECHECK: Duration = Duration::from_secs(1);
+/// `wait` over IMAP: the least time between two looks after a change.
+const IMAP_RECHECK: Duration = Duration::from_millis(200);
 /// `wait` over POP3: how often it logs in again to look (a POP3 session
 /// sees a fixed snapshot).
 const POP3_RECHECK: Duration = Duration::from_secs(5);
@@ -1317,13 +1317,23 @@ impl Mailbox {
                     if now >= deadline {
                         return Ok(false);
                     }
-                    self.sleep(IMAP_RECHECK.min(deadline - now))?;
-                    let newer = self.with_imap(inner, |s| {
-                        s.noop()?;
-                        s.uids_after(highest)
-                    })?;
+                    // IDLE (or NOOPs) until the folder changes; a change
+                    // that brought no new UID (an expunge, flags, what our
+                    // own commands caused) waits on.
+                    let left = deadline - now;
+                    let changed = self.with_imap(inner, |s| s.idle_wait(left))?;
+                    if !changed {
+                        return Ok(false);
+                    }
+                    let newer = self.with_imap(inner, |s| s.uids_after(highest))?;
                     if !newer.is_empty() {
                         return Ok(true);
+                    }
+                    // Never spin: a server reporting changes in a loop is
+                    // looked at once per recheck interval.
+                    let now = Instant::now();
+                    if now < deadline {
+                        self.sleep(IMAP_RECHECK.min(deadline - now))?;
                     }
                 }
             }
