@@ -191,3 +191,60 @@ def test_busy_null_and_bad_input(bob, lib):
     # freed: the handle is stale now
     assert raw.mailoauth_mailbox_poll(stale, 10, ctypes.byref(out)) == mo.INVALID_ARGUMENT
     raw.mailoauth_mailbox_free(stale)
+
+
+class DictStore:
+    """A host store in a dict with a lock per key (as a database would)."""
+
+    def __init__(self, lib):
+        self.lib = lib
+        self.blobs: dict[str, bytes] = {}
+        self.locks: dict[str, threading.Lock] = {}
+        self.guard = threading.Lock()
+        self.lock_calls: list[tuple[str, bool]] = []
+
+    def load(self, key, sink):
+        if key in self.blobs:
+            self.lib.blob_set(sink, self.blobs[key])
+        return 0
+
+    def save(self, key, data):
+        if data:
+            self.blobs[key] = data
+        else:
+            self.blobs.pop(key, None)
+        return 0
+
+    def lock(self, key, do_lock, timeout_ms):
+        with self.guard:
+            lk = self.locks.setdefault(key, threading.Lock())
+        self.lock_calls.append((key, do_lock))
+        if do_lock:
+            return 0 if lk.acquire(timeout=max(timeout_ms, 0) / 1000) else 1
+        lk.release()
+        return 0
+
+
+def test_poll_state_in_the_host_store(lib, stack, config, idp, need_consent):
+    need(lib, *MAILBOX_EXPORTS, "mailoauth_context_set_store")
+    store = DictStore(lib)
+    key = f"poll:{BOB}/imap/INBOX"
+    with lib.context(config) as a, lib.context(config) as b:
+        a.set_store(store.load, store.save, store.lock)
+        b.set_store(store.load, store.save, store.lock)
+        auto_consent(a, idp, account=BOB, protocols=("imap",))
+        with a.mailbox_open(request("imap")) as mb:
+            assert key in store.blobs, sorted(store.blobs)
+            assert (key, True) in store.lock_calls
+            # The other context (another machine) waits, then BUSY.
+            with pytest.raises(mo.MailOAuthError) as e:
+                b.mailbox_open(request("imap", lock_timeout_ms=100))
+            assert e.value.code == mo.BUSY
+            seed(2, int(time.time()) % 100000 + 31)
+            got = mb.poll(100)
+            assert len(got) == 2
+            mb.ack(got[0]["id"], "keep")
+        assert (key, False) in store.lock_calls, "freeing the mailbox unlocks the state"
+        # The other machine takes over and sees only what is not acknowledged.
+        with b.mailbox_open(request("imap")) as mb:
+            assert [m["id"] for m in mb.poll(100)] == [got[1]["id"]]
