@@ -19,7 +19,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::i18n::{Language, Text};
 use crate::secret::Secret;
 use provider::Preset;
-use raw::{RawConfig, RawServer};
+use raw::RawConfig;
+pub use raw::RawServer;
 
 /// The identity provider family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -496,6 +497,7 @@ fn resolve(raw: RawConfig) -> Result<Config> {
     let server =
         |name: &str, given: Option<RawServer>, preset_value: Option<(&str, u16, Security)>| {
             resolve_server(
+                &format!("servers.{name}"),
                 name,
                 given,
                 preset_value,
@@ -684,7 +686,33 @@ fn resolve(raw: RawConfig) -> Result<Config> {
     })
 }
 
+/// A `server` object of a request (an SMTP send, a mailbox open): the same
+/// rules as `servers.<protocol>` in the configuration, keys named
+/// `server.host` and so on. Whether a token may go there is checked by the
+/// caller before connecting (`UntrustedHost`).
+pub fn server_override(config: &Config, protocol: &str, raw: RawServer) -> Result<Server> {
+    if raw.host.is_none() {
+        return Err(bad(
+            "server.host",
+            "required when server is given",
+            "erforderlich, wenn server angegeben ist",
+        ));
+    }
+    resolve_server(
+        "server",
+        protocol,
+        Some(raw),
+        None,
+        config.allow_plaintext_loopback,
+        config.client_secret.is_some(),
+    )?
+    .ok_or_else(|| bad("server.host", "required", "erforderlich"))
+}
+
+/// Resolves a server under the key `prefix` (`servers.smtp`, `server`) for
+/// `name` (smtp, imap, pop3), with the preset's values where keys are absent.
 fn resolve_server(
+    prefix: &str,
     name: &str,
     given: Option<RawServer>,
     preset: Option<(&str, u16, Security)>,
@@ -696,7 +724,7 @@ fn resolve_server(
     let Some(host) = host else {
         if given.port.is_some() || given.security.is_some() {
             return Err(bad(
-                &format!("servers.{name}.host"),
+                &format!("{prefix}.host"),
                 "required with provider custom",
                 "erforderlich beim Anbieter custom",
             ));
@@ -705,19 +733,25 @@ fn resolve_server(
     };
     if !hosts::is_valid_host(&host) {
         return Err(bad(
-            &format!("servers.{name}.host"),
+            &format!("{prefix}.host"),
             format!("'{host}' is not a host name or IP address (no scheme or port here)"),
             format!("'{host}' ist kein Hostname und keine IP-Adresse (ohne Schema und Port)"),
         ));
     }
     let security = match given.security.as_deref() {
-        None => preset.map(|p| p.2).unwrap_or(Security::Tls),
+        // Microsoft's defaults: STARTTLS for submission, implicit TLS for
+        // IMAP and POP3.
+        None => preset.map(|p| p.2).unwrap_or(if name == "smtp" {
+            Security::StartTls
+        } else {
+            Security::Tls
+        }),
         Some("tls") => Security::Tls,
         Some("starttls") => Security::StartTls,
         Some("none") => Security::None,
         Some(other) => {
             return Err(bad(
-                &format!("servers.{name}.security"),
+                &format!("{prefix}.security"),
                 format!("'{other}' is not one of tls, starttls, none"),
                 format!("'{other}' ist keiner von tls, starttls, none"),
             ));
@@ -737,7 +771,7 @@ fn resolve_server(
         .unwrap_or(default_port);
     if port == 0 {
         return Err(bad(
-            &format!("servers.{name}.port"),
+            &format!("{prefix}.port"),
             "expected a port between 1 and 65535",
             "erwartet wird ein Port zwischen 1 und 65535",
         ));
@@ -746,14 +780,14 @@ fn resolve_server(
         && !(allow_plaintext_loopback && hosts::is_loopback_literal(&host))
     {
         return Err(bad(
-            &format!("servers.{name}.security"),
+            &format!("{prefix}.security"),
             "none (plaintext) is allowed only for a loopback IP literal such as 127.0.0.1 with allow_plaintext_loopback: true",
             "none (Klartext) ist nur für eine Loopback-IP wie 127.0.0.1 mit allow_plaintext_loopback: true erlaubt",
         ));
     }
     if security == Security::None && has_secret {
         return Err(bad(
-            &format!("servers.{name}.security"),
+            &format!("{prefix}.security"),
             "none (plaintext) is never allowed together with a client_secret",
             "none (Klartext) ist zusammen mit einem client_secret nie erlaubt",
         ));

@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{GrantStore, LockGuard};
-use crate::config::{Config, Security, Server, hosts};
+use crate::config::{Config, RawServer, Security, Server, hosts};
 use crate::context::Context;
 use crate::error::{Error, ErrorKind, Result};
 use crate::i18n::Text;
@@ -95,13 +95,6 @@ pub struct OpenRequest {
     pub server: Option<Server>,
     /// Each network step (connect, every read and write); None: default.
     pub timeout: Option<Duration>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct RawServer {
-    host: Option<String>,
-    port: Option<u16>,
-    security: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -336,75 +329,13 @@ impl OpenRequest {
 }
 
 /// `server`: the rules of `servers.imap` / `servers.pop3` in the
-/// configuration. Whether a token may go there is checked before anything
-/// connects (`UNTRUSTED_HOST`).
+/// configuration (one implementation: `config::server_override`). Whether a
+/// token may go there is checked before anything connects (`UNTRUSTED_HOST`).
 fn server_override(config: &Config, protocol: Protocol, raw: RawServer) -> Result<Server> {
-    let Some(host) = raw.host else {
-        return Err(bad_key(
-            "server.host",
-            "required when server is given",
-            "erforderlich, wenn server angegeben ist",
-        ));
-    };
-    single_line("server.host", &host)?;
-    if !hosts::is_valid_host(&host) {
-        let h = shown(&host);
-        return Err(bad_key(
-            "server.host",
-            format!("'{h}' is not a host name or IP address (no scheme or port here)"),
-            format!("'{h}' ist kein Hostname und keine IP-Adresse (ohne Schema und Port)"),
-        ));
+    if let Some(host) = &raw.host {
+        single_line("server.host", host)?;
     }
-    let security = match raw.security.as_deref() {
-        None | Some("tls") => Security::Tls,
-        Some("starttls") => Security::StartTls,
-        Some("none") => Security::None,
-        Some(other) => {
-            let o = shown(other);
-            return Err(bad_key(
-                "server.security",
-                format!("'{o}' is not one of tls, starttls, none"),
-                format!("'{o}' ist keiner von tls, starttls, none"),
-            ));
-        }
-    };
-    if security == Security::None
-        && !(config.allow_plaintext_loopback && hosts::is_loopback_literal(&host))
-    {
-        return Err(bad_key(
-            "server.security",
-            "none (plaintext) is allowed only for a loopback IP literal such as 127.0.0.1 with allow_plaintext_loopback: true",
-            "none (Klartext) ist nur für eine Loopback-IP wie 127.0.0.1 mit allow_plaintext_loopback: true erlaubt",
-        ));
-    }
-    if security == Security::None && config.client_secret.is_some() {
-        return Err(bad_key(
-            "server.security",
-            "none (plaintext) is never allowed together with a client_secret",
-            "none (Klartext) ist zusammen mit einem client_secret nie erlaubt",
-        ));
-    }
-    let port = match raw.port {
-        Some(0) => {
-            return Err(bad_key(
-                "server.port",
-                "expected a port between 1 and 65535",
-                "erwartet wird ein Port zwischen 1 und 65535",
-            ));
-        }
-        Some(p) => p,
-        None => match (protocol, security) {
-            (Protocol::Pop3, Security::Tls) => 995,
-            (Protocol::Pop3, _) => 110,
-            (_, Security::Tls) => 993,
-            (_, _) => 143,
-        },
-    };
-    Ok(Server {
-        host,
-        port,
-        security,
-    })
+    crate::config::server_override(config, protocol.as_str(), raw)
 }
 
 /// The endpoint of a request: its `server`, else the configured one for

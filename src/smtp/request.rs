@@ -14,7 +14,7 @@ use lettre::message::Mailbox;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::{Config, Security, Server, hosts};
+use crate::config::{Config, RawServer, Server};
 use crate::error::{Error, ErrorKind, Result};
 use crate::i18n::Text;
 
@@ -129,13 +129,6 @@ pub struct ForwardRequest {
 
 // ---------------------------------------------------------------------------
 // Raw documents, exactly as the host wrote them.
-
-#[derive(Debug, Default, Deserialize)]
-struct RawServer {
-    host: Option<String>,
-    port: Option<u16>,
-    security: Option<String>,
-}
 
 #[derive(Debug, Default, Deserialize)]
 struct RawAttachment {
@@ -379,71 +372,14 @@ fn common(
     })
 }
 
-/// `server`: the same rules as `servers.smtp` in the configuration. Whether
-/// a token may go there is checked before connecting (`UntrustedHost`).
+/// `server`: the same rules as `servers.smtp` in the configuration (one
+/// implementation: `config::server_override`). Whether a token may go there
+/// is checked before connecting (`UntrustedHost`).
 fn server_override(config: &Config, raw: RawServer) -> Result<Server> {
-    let Some(host) = raw.host else {
-        return Err(bad_key(
-            "server.host",
-            "required when server is given",
-            "erforderlich, wenn server angegeben ist",
-        ));
-    };
-    header_value("server.host", &host)?;
-    if !hosts::is_valid_host(&host) {
-        let h = shown(&host);
-        return Err(bad_key(
-            "server.host",
-            format!("'{h}' is not a host name or IP address (no scheme or port here)"),
-            format!("'{h}' ist kein Hostname und keine IP-Adresse (ohne Schema und Port)"),
-        ));
+    if let Some(host) = &raw.host {
+        header_value("server.host", host)?;
     }
-    let security = match raw.security.as_deref() {
-        None | Some("starttls") => Security::StartTls,
-        Some("tls") => Security::Tls,
-        Some("none") => Security::None,
-        Some(other) => {
-            let o = shown(other);
-            return Err(bad_key(
-                "server.security",
-                format!("'{o}' is not one of tls, starttls, none"),
-                format!("'{o}' ist keiner von tls, starttls, none"),
-            ));
-        }
-    };
-    if security == Security::None
-        && !(config.allow_plaintext_loopback && hosts::is_loopback_literal(&host))
-    {
-        return Err(bad_key(
-            "server.security",
-            "none (plaintext) is allowed only for a loopback IP literal such as 127.0.0.1 with allow_plaintext_loopback: true",
-            "none (Klartext) ist nur für eine Loopback-IP wie 127.0.0.1 mit allow_plaintext_loopback: true erlaubt",
-        ));
-    }
-    if security == Security::None && config.client_secret.is_some() {
-        return Err(bad_key(
-            "server.security",
-            "none (plaintext) is never allowed together with a client_secret",
-            "none (Klartext) ist zusammen mit einem client_secret nie erlaubt",
-        ));
-    }
-    let port = match raw.port {
-        Some(0) => {
-            return Err(bad_key(
-                "server.port",
-                "expected a port between 1 and 65535",
-                "erwartet wird ein Port zwischen 1 und 65535",
-            ));
-        }
-        Some(p) => p,
-        None if security == Security::Tls => 465,
-        None => 587,
-    };
-    Ok(Server {
-        host,
-        port,
-        security,
-    })
+    crate::config::server_override(config, "smtp", raw)
 }
 
 fn attachment(
