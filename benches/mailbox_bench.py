@@ -266,6 +266,37 @@ def c_exports_present():
     return "mailoauth_mailbox_open" in out
 
 
+def capi_runs(st, proto, runs, account):
+    """poll + fetch of every message through the C ABI (ctypes): a fresh context, cache and
+    consent per run (start: all), one poll of up to 10,000 messages, then one fetch per message
+    (the handle reads ahead). Returns [(messages, bytes, fetch seconds, poll seconds)]."""
+    import tempfile
+    sys.path.insert(0, os.path.join(ROOT, "tests", "host"))
+    import mailoauth_ctypes as mo
+    from stackutil import Idp, auto_consent, make_config
+    lib = mo.Library.load(os.path.join(ROOT, "target", "release", "libmailoauth.so"))
+    idp = Idp(st["idp"]["http"])
+    out = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as cache:
+            ctx = lib.context(make_config(st, cache))
+            try:
+                auto_consent(ctx, idp, account=account, protocols=(proto,))
+                with ctx.mailbox_open({"account": account, "protocol": proto, "start": "all",
+                                       "lock_timeout_ms": 5000}) as mb:
+                    t = time.perf_counter()
+                    got = mb.poll(10000)
+                    t_poll = time.perf_counter() - t
+                    t = time.perf_counter()
+                    total = 0
+                    for e in got:
+                        total += len(mb.fetch(e["id"]))
+                    out.append((len(got), total, time.perf_counter() - t, t_poll))
+            finally:
+                ctx.free()
+    return out
+
+
 def median_run(fn, runs, *args):
     results = [fn(*args) for _ in range(runs)]
     secs = statistics.median(r[2] for r in results)
@@ -279,6 +310,8 @@ def main():
     ap.add_argument("--runs", type=int, default=3, help="runs per figure (the median is shown)")
     ap.add_argument("--user", default=None, help="an already seeded user (skips seeding)")
     ap.add_argument("--skip-pop3-library", action="store_true")
+    ap.add_argument("--capi-account", default="bob@contoso.test",
+                    help="the known user whose INBOX the C ABI runs use (seeded like --user)")
     ap.add_argument("--skip-build", action="store_true", help="(kept for symmetry; cargo builds as needed)")
     a = ap.parse_args()
 
@@ -290,19 +323,37 @@ def main():
                               "--count", str(a.count), "--size", str(a.size)],
                              capture_output=True, text=True, check=True).stdout.strip()
         print("seeded %s: %s (%.1f s)" % (user, out, time.perf_counter() - t))
+    capi = c_exports_present()
+    if capi and not a.user:
+        # The C ABI needs a consented (known) user: seed the same amount into its INBOX once.
+        subprocess.run([sys.executable, os.path.join(ROOT, "tests/stack/seed.py"), "--user",
+                        a.capi_account, "--count", str(a.count), "--size", str(a.size)],
+                       capture_output=True, text=True, check=True)
     token = mint(st, user)
-    print("C exports in target/release/libmailoauth.so: %s (this run uses the Rust release tests)"
-          % ("present" if c_exports_present() else "absent"))
+    print("C exports in target/release/libmailoauth.so: %s" % ("present: poll and fetch through ctypes"
+          " on %s" % a.capi_account if capi else "absent: the Rust release tests only"))
     print("machine: %d cores; client, Dovecot and the IdP share them; load average %.2f at the start\n"
           % (os.cpu_count(), os.getloadavg()[0]))
 
     rows = []
+    capi_rows = []
     lib = library_imap(user, a.runs, a.skip_build)
     raw_imap = lib.get("imap-raw")
     rows.append(("IMAP raw bound (one UID FETCH 1:*, Rust)", raw_imap, raw_imap))
     for k, v in lib.items():
         if k.startswith("imap-lib"):
             rows.append(("IMAP library, " + k[len("imap-lib["):-1], v, raw_imap))
+    if capi:
+        for proto in ("imap", "pop3"):
+            rs = capi_runs(st, proto, a.runs, a.capi_account)
+            n, b = rs[0][0], rs[0][1]
+            fetch_s = statistics.median(r[2] for r in rs)
+            poll_s = statistics.median(r[3] for r in rs)
+            capi_rows.append(("%s C ABI, poll (%d summaries)" % (proto.upper(), n), (n, 0, poll_s)))
+            capi_rows.append(("%s C ABI, fetch one by one (read-ahead)" % proto.upper(), (n, b, fetch_s)))
+    for name, v in capi_rows:
+        if name.startswith("IMAP") and v[1]:
+            rows.append((name, v, raw_imap))
     rows.append(("IMAP imaplib, one UID FETCH per message",
                  median_run(imaplib_one_per_message, a.runs, st, user, token), raw_imap))
     rows.append(("IMAP imaplib, UID FETCH batched by 100",
@@ -313,6 +364,9 @@ def main():
     if not a.skip_pop3_library:
         for k, v in library_pop3(a.skip_build).items():
             rows.append(("POP3 library, %s (its own 2,000 msgs)" % k[len("pop3-lib["):-1], v, raw_pop))
+    for name, v in capi_rows:
+        if name.startswith("POP3") and v[1]:
+            rows.append((name, v, raw_pop))
     rows.append(("POP3 poplib, one RETR at a time",
                  median_run(poplib_sequential, a.runs, st, user, token), raw_pop))
 
@@ -322,6 +376,9 @@ def main():
         if raw:
             ratio = "%.0f %%" % (100.0 * (b / s) / (raw[1] / raw[2]))
         print("%-52s %6d %9.1f %8.3f %8.0f %7.1f %9s" % (name, n, b / 1e6, s, n / s, b / s / 1e6, ratio))
+    for name, (n, _, secs) in capi_rows:
+        if "poll" in name:
+            print("%s: %.3f s" % (name, secs))
     print("\nload average %.2f at the end" % os.getloadavg()[0])
     print("ratios compare MB/s (the POP3 library test uses its own 2,000-message user);"
           " medians of %d runs" % a.runs)
