@@ -270,13 +270,21 @@ def capi_runs(st, proto, runs, account):
     """poll + fetch of every message through the C ABI (ctypes): a fresh context, cache and
     consent per run (start: all), one poll of up to 10,000 messages, then one fetch per message
     (the handle reads ahead). Returns [(messages, bytes, fetch seconds, poll seconds)]."""
-    import tempfile
     sys.path.insert(0, os.path.join(ROOT, "tests", "host"))
     import mailoauth_ctypes as mo
     from stackutil import Idp, auto_consent, make_config
     lib = mo.Library.load(os.path.join(ROOT, "target", "release", "libmailoauth.so"))
     idp = Idp(st["idp"]["http"])
     out = []
+    try:
+        _capi_loop(lib, mo, idp, auto_consent, make_config, st, proto, runs, account, out)
+    finally:
+        idp.reset()  # auto_consent off again for the tests that share this stack
+    return out
+
+
+def _capi_loop(lib, mo, idp, auto_consent, make_config, st, proto, runs, account, out):
+    import tempfile
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as cache:
             ctx = lib.context(make_config(st, cache))
@@ -294,7 +302,6 @@ def capi_runs(st, proto, runs, account):
                     out.append((len(got), total, time.perf_counter() - t, t_poll))
             finally:
                 ctx.free()
-    return out
 
 
 def median_run(fn, runs, *args):
