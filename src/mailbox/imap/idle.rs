@@ -11,6 +11,11 @@
 //! Cancelling shuts the socket down ([`crate::mailbox::net::Interrupt`]),
 //! which ends the wait at once; the read timeout is restored to the
 //! session's I/O timeout on every way out.
+//!
+//! The wait for the next byte uses the socket's read timeout and goes on
+//! reading the same TLS stream after it fired (nothing is consumed before
+//! data is there). Winsock documents the socket state after an
+//! `SO_RCVTIMEO` timeout as indeterminate: not tested on Windows yet.
 
 use std::io;
 use std::time::{Duration, Instant};

@@ -377,3 +377,94 @@ fn without_idle_a_wait_polls_with_noop() {
     let mut s = login(port).unwrap();
     assert!(s.idle_wait(Duration::from_millis(800)).unwrap());
 }
+
+fn select_ok() -> (&'static str, String) {
+    (
+        "SELECT",
+        "* 3 EXISTS\r\n* OK [UIDVALIDITY 7] x\r\n{tag} OK [READ-WRITE] done\r\n".into(),
+    )
+}
+
+#[test]
+fn exchange_style_fetch_items_and_a_change_on_the_way() {
+    // BODY[] before UID, FLAGS after it, a flag update and an EXISTS in
+    // between, one message missing (NotFound), and the tagged NO Dovecot
+    // gives when some messages are gone.
+    let (port, seen, _h) = server(vec![
+        caps(),
+        ("AUTHENTICATE", "+ \r\n".into()),
+        ("SASL", "{tag} OK done\r\n".into()),
+        select_ok(),
+        (
+            "UID",
+            "* 1 FETCH (BODY[] {5}\r\nfirst UID 10 FLAGS (\\Seen))\r\n\
+* 2 FETCH (FLAGS (\\Deleted))\r\n\
+* 4 EXISTS\r\n\
+* 3 FETCH (UID 12 BODY[] {6}\r\nthird!)\r\n\
+{tag} NO Some of the requested messages no longer exist\r\n"
+                .into(),
+        ),
+        ("NOOP", "{tag} OK done\r\n".into()),
+    ]);
+    let mut s = login(port).unwrap();
+    let mut got = Vec::new();
+    s.fetch_many(&[(10, 5), (11, 5), (12, 6)], |u, r| {
+        got.push((u, r.map_err(|e| e.kind)));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(
+        got,
+        vec![
+            (10, Ok(b"first".to_vec())),
+            (11, Err(ErrorKind::NotFound)),
+            (12, Ok(b"third!".to_vec())),
+        ]
+    );
+    assert_eq!(s.selected().unwrap().exists, 4);
+    // The EXISTS seen during the fetch wakes the next wait at once.
+    let t = std::time::Instant::now();
+    assert!(s.idle_wait(Duration::from_secs(30)).unwrap());
+    assert!(t.elapsed() < Duration::from_millis(500));
+    // Our command used our own tag; the crate's next command is in step.
+    s.noop().unwrap();
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with('m') && l.contains(" UID FETCH 10:12 (UID BODY.PEEK[])")),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn a_literal_over_max_message_bytes_is_refused_before_reading() {
+    let (port, _, _h) = server(vec![
+        caps(),
+        ("AUTHENTICATE", "+ \r\n".into()),
+        ("SASL", "{tag} OK done\r\n".into()),
+        select_ok(),
+        (
+            "UID",
+            // Announced, never sent: the reader must not wait for it.
+            "* 1 FETCH (UID 5 BODY[] {4000000000}\r\n".into(),
+        ),
+    ]);
+    let mut s = Session::login(
+        &endpoint(port),
+        &Interrupt::new(),
+        Options {
+            max_message_bytes: 1000,
+            ..Options::default()
+        },
+        "shared@contoso.test",
+        &Secret::new("tok-abc"),
+        "INBOX",
+    )
+    .unwrap();
+    let t = std::time::Instant::now();
+    let e = s.fetch_many(&[(5, 10)], |_, _| Ok(())).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::TooLarge, "{e:?}");
+    assert!(e.message.en.contains("4000000000"), "{}", e.message.en);
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert!(s.is_broken());
+}
