@@ -15,6 +15,7 @@ pub mod i18n;
 pub mod log;
 pub mod mailbox;
 pub mod protocol;
+pub mod request;
 pub mod secret;
 pub mod smtp;
 pub mod tls;

@@ -52,6 +52,7 @@ use crate::mailbox::state::{self, Action, Id, PollState};
 use crate::mailbox::summary::Summary;
 use crate::mailbox::{imap, pop3};
 use crate::protocol::{Protocol, Protocols};
+use crate::request::{Doc, shown};
 use crate::secret::Secret;
 
 /// The longest `lock_timeout_ms` / `timeout_ms` a request may ask for.
@@ -109,32 +110,18 @@ struct RawOpen {
     timeout_ms: Option<i64>,
 }
 
-fn invalid_config(en: String, de: String) -> Error {
-    Error::new(ErrorKind::InvalidConfig, Text::new(en, de))
-}
+/// What mailbox requests are called in messages.
+const DOC: Doc = Doc {
+    en: "mailbox request",
+    de: "Postfach-Anfrage",
+};
 
 fn bad_key(key: &str, en: impl AsRef<str>, de: impl AsRef<str>) -> Error {
-    invalid_config(
-        format!("mailbox request key '{key}': {}", en.as_ref()),
-        format!("Schlüssel '{key}' der Postfach-Anfrage: {}", de.as_ref()),
-    )
+    DOC.bad_key(key, en, de)
 }
 
 fn line_break(key: &str) -> Error {
-    Error::new(
-        ErrorKind::InvalidArgument,
-        Text::new(
-            format!("mailbox request key '{key}' contains a line break or NUL character"),
-            format!(
-                "Schlüssel '{key}' der Postfach-Anfrage enthält einen Zeilenumbruch oder ein NUL-Zeichen"
-            ),
-        ),
-    )
-}
-
-/// A value as shown in an error: printable and short.
-fn shown(v: &str) -> String {
-    v.chars().filter(|c| !c.is_control()).take(96).collect()
+    DOC.line_break(key)
 }
 
 fn single_line(key: &str, v: &str) -> Result<()> {
@@ -175,50 +162,7 @@ impl OpenRequest {
     /// refused (`INVALID_CONFIG` naming the key), CR/LF/NUL in a name
     /// `INVALID_ARGUMENT`.
     pub fn parse(json: &str, config: &Config) -> Result<Self> {
-        if json.len() as u64 > config.max_json_bytes {
-            return Err(Error::new(
-                ErrorKind::TooLarge,
-                Text::new(
-                    format!(
-                        "the mailbox request is larger than {} bytes",
-                        config.max_json_bytes
-                    ),
-                    format!(
-                        "die Postfach-Anfrage ist größer als {} Bytes",
-                        config.max_json_bytes
-                    ),
-                ),
-            ));
-        }
-        let value = crate::config::strict_json::parse(json).map_err(|e| {
-            invalid_config(
-                format!("the mailbox request is not valid JSON: {e}"),
-                format!("die Postfach-Anfrage ist kein gültiges JSON: {e}"),
-            )
-        })?;
-        if !value.is_object() {
-            return Err(invalid_config(
-                "the mailbox request must be a JSON object".into(),
-                "die Postfach-Anfrage muss ein JSON-Objekt sein".into(),
-            ));
-        }
-        let mut unknown = Vec::new();
-        let mut note = |path: serde_ignored::Path<'_>| unknown.push(crate::config::key_path(&path));
-        let de = serde_ignored::Deserializer::new(&value, &mut note);
-        let raw: RawOpen = serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = shown(&e.path().to_string());
-            let inner = e.into_inner().to_string();
-            bad_key(&key, &inner, format!("ungültiger Wert ({inner})"))
-        })?;
-        if let Some(key) = unknown.first() {
-            let key = shown(key);
-            return Err(invalid_config(
-                format!("unknown mailbox request key '{key}' (check the spelling)"),
-                format!(
-                    "unbekannter Schlüssel '{key}' in der Postfach-Anfrage (Schreibweise prüfen)"
-                ),
-            ));
-        }
+        let raw: RawOpen = DOC.parse(json, config.max_json_bytes)?;
         let Some(account) = raw.account else {
             return Err(bad_key(
                 "account",

@@ -17,6 +17,7 @@ use serde_json::Value;
 use crate::config::{Config, RawServer, Server};
 use crate::error::{Error, ErrorKind, Result};
 use crate::i18n::Text;
+use crate::request::{Doc, shown};
 
 /// The longest address or display name accepted (RFC 5321 caps a path at 256).
 const MAX_ADDRESS_LEN: usize = 998;
@@ -198,26 +199,19 @@ fn invalid_argument(en: String, de: String) -> Error {
     Error::new(ErrorKind::InvalidArgument, Text::new(en, de))
 }
 
+/// What SMTP requests are called in messages.
+const DOC: Doc = Doc {
+    en: "SMTP request",
+    de: "SMTP-Anfrage",
+};
+
 /// `key` of the request has a wrong value.
 fn bad_key(key: &str, en: impl AsRef<str>, de: impl AsRef<str>) -> Error {
-    invalid_config(
-        format!("SMTP request key '{key}': {}", en.as_ref()),
-        format!("Schlüssel '{key}' der SMTP-Anfrage: {}", de.as_ref()),
-    )
+    DOC.bad_key(key, en, de)
 }
 
 fn line_break(key: &str) -> Error {
-    invalid_argument(
-        format!("SMTP request key '{key}' contains a line break or NUL character"),
-        format!(
-            "Schlüssel '{key}' der SMTP-Anfrage enthält einen Zeilenumbruch oder ein NUL-Zeichen"
-        ),
-    )
-}
-
-/// A key as shown in an error: printable and short.
-fn shown(key: &str) -> String {
-    key.chars().filter(|c| !c.is_control()).take(96).collect()
+    DOC.line_break(key)
 }
 
 // ---------------------------------------------------------------------------
@@ -225,49 +219,7 @@ fn shown(key: &str) -> String {
 
 /// Strict JSON into `T`: size bounded, duplicate and unknown keys refused.
 fn parse_doc<T: serde::de::DeserializeOwned>(json: &str, config: &Config) -> Result<T> {
-    if json.len() as u64 > config.max_json_bytes {
-        return Err(Error::new(
-            ErrorKind::TooLarge,
-            Text::new(
-                format!(
-                    "the SMTP request is larger than {} bytes",
-                    config.max_json_bytes
-                ),
-                format!(
-                    "die SMTP-Anfrage ist größer als {} Bytes",
-                    config.max_json_bytes
-                ),
-            ),
-        ));
-    }
-    let value = crate::config::strict_json::parse(json).map_err(|e| {
-        invalid_config(
-            format!("the SMTP request is not valid JSON: {e}"),
-            format!("die SMTP-Anfrage ist kein gültiges JSON: {e}"),
-        )
-    })?;
-    if !value.is_object() {
-        return Err(invalid_config(
-            "the SMTP request must be a JSON object".into(),
-            "die SMTP-Anfrage muss ein JSON-Objekt sein".into(),
-        ));
-    }
-    let mut unknown = Vec::new();
-    let mut note = |path: serde_ignored::Path<'_>| unknown.push(crate::config::key_path(&path));
-    let de = serde_ignored::Deserializer::new(&value, &mut note);
-    let raw: T = serde_path_to_error::deserialize(de).map_err(|e| {
-        let key = shown(&e.path().to_string());
-        let inner = e.into_inner().to_string();
-        bad_key(&key, &inner, format!("ungültiger Wert ({inner})"))
-    })?;
-    if let Some(key) = unknown.first() {
-        let key = shown(key);
-        return Err(invalid_config(
-            format!("unknown SMTP request key '{key}' (check the spelling)"),
-            format!("unbekannter Schlüssel '{key}' in der SMTP-Anfrage (Schreibweise prüfen)"),
-        ));
-    }
-    Ok(raw)
+    DOC.parse(json, config.max_json_bytes)
 }
 
 /// A header value: no CR, LF or NUL.
