@@ -152,18 +152,18 @@ fn control_characters_are_invalid_arguments() {
 fn plaintext_only_for_loopback_literals_with_the_switch() {
     let base = r#""provider":"custom","client_id":"test-client","tenant":"t1""#;
     let e = err(&format!(
-        r#"{{{base},"authority":"http://127.0.0.1:10080"}}"#
+        r#"{{{base},"authority":"http://127.0.0.1:10088"}}"#
     ));
     assert!(e.message.en.contains("allow_plaintext_loopback"));
     let c = ok(&format!(
-        r#"{{{base},"authority":"http://127.0.0.1:10080/","allow_plaintext_loopback":true}}"#
+        r#"{{{base},"authority":"http://127.0.0.1:10088/","allow_plaintext_loopback":true}}"#
     ));
     assert_eq!(
         c.endpoints.token.as_deref(),
-        Some("http://127.0.0.1:10080/t1/oauth2/v2.0/token")
+        Some("http://127.0.0.1:10088/t1/oauth2/v2.0/token")
     );
     let e = err(&format!(
-        r#"{{{base},"authority":"http://localhost:10080","allow_plaintext_loopback":true}}"#
+        r#"{{{base},"authority":"http://localhost:10088","allow_plaintext_loopback":true}}"#
     ));
     assert!(e.message.en.contains("loopback IP"));
     let e = err(&format!(

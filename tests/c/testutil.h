@@ -649,7 +649,7 @@ TU_STATIC char *make_temp_dir(void)
 
 typedef struct {
     int up;
-    char http[128];    /* "http://127.0.0.1:10080" */
+    char http[128];    /* "http://127.0.0.1:10088" */
     int port;          /* the IdP's HTTP port */
     char tenant[128];
     char client_id[128];

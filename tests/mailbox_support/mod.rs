@@ -69,7 +69,7 @@ impl Stack {
         url::Url::parse(http)
             .ok()
             .and_then(|u| u.port())
-            .unwrap_or(10080)
+            .unwrap_or(10088)
     }
 
     pub fn admin(&self, path: &str, body: Value) -> Value {

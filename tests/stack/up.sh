@@ -15,7 +15,7 @@ T0=$(date +%s.%N)
 # ---- ports and addresses (env-overridable) ---------------------------------------------
 IDP_HOST=127.0.0.1
 MAIL_HOST="${MAILOAUTH_MAIL_HOST:-127.0.0.2}"
-IDP_HTTP_PORT="${MAILOAUTH_IDP_HTTP_PORT:-10080}"
+IDP_HTTP_PORT="${MAILOAUTH_IDP_HTTP_PORT:-10088}"
 IDP_HTTPS_PORT="${MAILOAUTH_IDP_HTTPS_PORT:-10443}"
 IMAP_PORT="${MAILOAUTH_IMAP_PORT:-10143}"
 IMAPS_PORT="${MAILOAUTH_IMAPS_PORT:-10993}"
@@ -29,6 +29,13 @@ OB_POP3_PORT="${MAILOAUTH_OB_POP3_PORT:-11110}"
 OB_POP3S_PORT="${MAILOAUTH_OB_POP3S_PORT:-11995}"
 OB_SMTP_PORT="${MAILOAUTH_OB_SMTP_PORT:-11587}"
 OB_SMTPS_PORT="${MAILOAUTH_OB_SMTPS_PORT:-11465}"
+# Browsers refuse to open some ports (Chromium's kRestrictedPorts, e.g. 10080 since Chrome 90:
+# ERR_UNSAFE_PORT, a blank page). The sign-in page must open in a real browser, so refuse them here.
+for p in "$IDP_HTTP_PORT" "$IDP_HTTPS_PORT"; do
+  case " 1 7 9 11 13 15 17 19 20 21 22 23 25 37 42 43 53 69 77 79 87 95 101 102 103 104 109 110 111 113 115 117 119 123 135 137 139 143 161 179 389 427 465 512 513 514 515 526 530 531 532 540 548 554 556 563 587 601 636 989 990 993 995 1719 1720 1723 2049 3659 4045 4190 5060 5061 6000 6566 6665 6666 6667 6668 6669 6697 10080 " in
+    *" $p "*) echo "up.sh: port $p is one browsers refuse to open (ERR_UNSAFE_PORT); choose another IdP port" >&2; exit 1 ;;
+  esac
+done
 AUTH_DEBUG="${MAILOAUTH_STACK_AUTH_DEBUG:-no}"
 # introspect (default): Dovecot validates every login by POST /introspect.
 # grant (opt-in): Dovecot's password-grant hook, which also sends the SASL user (shared mailboxes);
