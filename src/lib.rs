@@ -23,6 +23,10 @@ pub mod tokens;
 
 pub mod ffi;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use config::Config;
 pub use context::Context;
 pub use error::{Error, ErrorKind, Result};
