@@ -9,8 +9,9 @@
 # Any other configuration: examples/demo.sh path/to/config.json (no stack is started).
 #
 # The demo signs alice@contoso.test in once for SMTP, IMAP and POP3, sends one mail from
-# alice to bob@contoso.test (German umlauts in the subject) and shows that it arrived in
-# bob's maildir on the stack. By default the test
+# alice to bob@contoso.test (German umlauts in the subject), then polls alice's inbox over
+# IMAP and over POP3, forwards each new enquiry to bob and acknowledges it, and shows that
+# the mail and the forwards arrived in bob's maildir on the stack. By default the test
 # identity service approves at once and examples/auto_browser.py stands in for the browser;
 # with --interactive the sign-in page waits for you to click "Accept" in your own browser
 # (the library opens it, or prints the URL to open).
@@ -86,26 +87,37 @@ echo "== running $OUT/demo_host ${config[*]:-}" >&2
 
 # With the test stack: show that the mail reached bob's maildir (new/), found by the
 # Message-ID the host printed ("  sent: {...}"): its Subject line as it arrived (RFC 2047),
-# decoded, and the size of the delivered file.
+# decoded, and the size of the delivered file; then that every forward the host printed
+# ("  forwarded: {...}") arrived too, with the original enquiry attached.
 if [[ ${#config[@]} -ge 3 ]]; then
     echo "== the mail in ${config[2]}'s maildir" >&2
     python3 - "$STACK_FILE" "${config[2]}" "$OUT/demo_host.out" <<'EOF'
-import email.header, json, pathlib, sys, time
+import email, email.header, email.policy, json, pathlib, sys, time
 stack = json.load(open(sys.argv[1]))
 local, domain = sys.argv[2].split("@")
-sent = [line for line in open(sys.argv[3], encoding="utf-8") if line.startswith("  sent: ")]
+out = open(sys.argv[3], encoding="utf-8").read().splitlines()
+new = pathlib.Path(stack["maildir"].replace("%d", domain).replace("%n", local)) / "new"
+
+
+def arrived(message_id):
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        hits = [p for p in new.glob("*") if message_id.encode() in p.read_bytes()] if new.is_dir() else []
+        if hits:
+            return hits[0]
+        time.sleep(0.1)
+    sys.exit(f"{message_id} did not arrive in {new}")
+
+
+def ids(prefix):
+    return [json.loads(line[len(prefix):])["message_id"] for line in out if line.startswith(prefix)]
+
+
+sent = ids("  sent: ")
 if not sent:
     sys.exit("the host sent nothing")
-message_id = json.loads(sent[-1][len("  sent: "):])["message_id"]
-new = pathlib.Path(stack["maildir"].replace("%d", domain).replace("%n", local)) / "new"
-deadline = time.monotonic() + 20
-hits = []
-while not hits and time.monotonic() < deadline:
-    hits = [p for p in new.glob("*") if message_id.encode() in p.read_bytes()] if new.is_dir() else []
-    time.sleep(0.1)
-if not hits:
-    sys.exit(f"{message_id} did not arrive in {new}")
-raw = hits[0].read_bytes()
+path = arrived(sent[-1])
+raw = path.read_bytes()
 lines = raw.split(b"\r\n\r\n", 1)[0].decode("ascii", "replace").split("\r\n")
 k = next(i for i, line in enumerate(lines) if line.lower().startswith("subject:"))
 subject = lines[k]
@@ -113,9 +125,20 @@ while k + 1 < len(lines) and lines[k + 1][:1] in (" ", "\t"):  # folded continua
     k += 1
     subject += lines[k]
 decoded = str(email.header.make_header(email.header.decode_header(subject[len("Subject:"):].strip())))
-print(f"  arrived : {hits[0]}")
+print(f"  arrived : {path}")
 print(f"  header  : {subject}")
 print(f"  decoded : Subject: {decoded}")
 print(f"  size    : {len(raw)} bytes")
+
+forwarded = ids("  forwarded: ")
+if len(forwarded) != 3:
+    sys.exit(f"expected 3 forwards (2 over IMAP, 1 over POP3), the host printed {len(forwarded)}")
+for message_id in forwarded:
+    msg = email.message_from_bytes(arrived(message_id).read_bytes(), policy=email.policy.default)
+    inner = [part for part in msg.walk() if part.get_content_type() == "message/rfc822"]
+    if not inner:
+        sys.exit(f"{message_id}: no message/rfc822 part")
+    original = inner[0].get_payload()[0]
+    print(f"  forward : {msg['subject']}  (attached: {original['subject']})")
 EOF
 fi

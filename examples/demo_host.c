@@ -8,8 +8,14 @@
  * signs that account in once for SMTP, IMAP and POP3 (the browser opens at
  * the sign-in page, or the URL is printed), shows the cached account and
  * checks that a silent token is there for each protocol. With TO it sends
- * one mail from ACCOUNT's mailbox to TO over SMTP (XOAUTH2). Last, it shows
- * how a host reports an error, with a configuration that is wrong on purpose.
+ * one mail from ACCOUNT's mailbox to TO over SMTP (XOAUTH2), then works the
+ * way the CRM's background service does: customer enquiries arrive in
+ * ACCOUNT's inbox (the demo sends them itself, to ACCOUNT), and it polls the
+ * inbox over IMAP (waiting in IDLE), forwards each new message to TO and
+ * acknowledges it (moved to the mailbox's "Deleted Items" folder, found by
+ * its special use); then once more over POP3 (acknowledged by DELE). Last, it
+ * shows how a host reports an error, with a configuration that is wrong on
+ * purpose.
  *
  * The pattern to copy:
  *   - every fallible call returns an int32_t code; MAILOAUTH_OK is 0;
@@ -18,7 +24,9 @@
  *   - strings the library hands out are freed with mailoauth_string_free,
  *     never with free().
  *
- * Next steps of this demo (later): poll -> forward -> ack.
+ *   - a message is acknowledged only after the host is done with it (here:
+ *     forwarded); if the host dies first, the next poll hands it out again.
+ *
  * Build and run it with examples/demo.sh. */
 #include "mailoauth.h"
 
@@ -169,6 +177,165 @@ static int32_t send_mail(mailoauth_context *ctx, const char *account, const char
     return rc; /* SEND_REJECTED: the last error's "rejected" lists refused recipients */
 }
 
+/* Sends a small "customer enquiry" to ACCOUNT itself, so that the polling
+ * below has new mail to find (on a real mailbox, customers do this). */
+static int32_t send_enquiry(mailoauth_context *ctx, const char *account, int n)
+{
+    char request[1024];
+    snprintf(request, sizeof request,
+             "{\"account\": \"%s\", \"message\": {\"to\": [\"%s\"],"
+             " \"subject\": \"Anfrage %d: Lieferung nach Düsseldorf\","
+             " \"text\": \"Guten Tag,\\nwann kommt meine Bestellung %d?\\nMit freundlichen Grüßen\"}}",
+             account, account, n, 4711 + n);
+    char *result = NULL;
+    int32_t rc = mailoauth_smtp_send(ctx, request, &result);
+    if (rc == MAILOAUTH_OK) mailoauth_string_free(result);
+    return rc;
+}
+
+/* Copies the string value of "key" in a flat JSON object into out (no
+ * escapes expected: ids and folder names here are plain). A real host uses
+ * its JSON library. Returns 1 when found. */
+static int json_string(const char *json, const char *key, char *out, size_t size)
+{
+    char pattern[64];
+    snprintf(pattern, sizeof pattern, "\"%s\":\"", key);
+    const char *p = strstr(json, pattern);
+    if (p == NULL) return 0;
+    p += strlen(pattern);
+    const char *end = strchr(p, '"');
+    if (end == NULL || (size_t)(end - p) >= size) return 0;
+    memcpy(out, p, (size_t)(end - p));
+    out[end - p] = '\0';
+    return 1;
+}
+
+/* The name of the folder with the given special use ("trash", "archive",
+ * ...), from mailoauth_mailbox_list_folders: names differ between servers
+ * and languages ("Deleted Items", "Gelöschte Elemente"), special uses not. */
+static int find_folder(mailoauth_mailbox *mb, const char *special, char *out, size_t size)
+{
+    char *folders = NULL;
+    if (mailoauth_mailbox_list_folders(mb, &folders) != MAILOAUTH_OK) return 0;
+    printf("  folders: %s\n", folders);
+    char tag[64];
+    snprintf(tag, sizeof tag, "\"special\":\"%s\"", special);
+    int found = 0;
+    /* Each folder is one {...} object; find the one carrying the tag. */
+    for (const char *obj = strchr(folders, '{'); obj != NULL && !found; obj = strchr(obj + 1, '{')) {
+        const char *close = strchr(obj, '}');
+        if (close == NULL) break;
+        const char *hit = strstr(obj, tag);
+        if (hit != NULL && hit < close) found = json_string(obj, "name", out, size);
+    }
+    mailoauth_string_free(folders);
+    return found;
+}
+
+/* The service loop, once: wait for new mail, poll, and for each message
+ * fetch it, forward it to TO, and only then acknowledge it with ACTION.
+ * Stops after `expected` messages or when no more mail comes. Returns
+ * MAILOAUTH_OK or the first failure (its last error is on this thread). */
+static int32_t process_new_mail(mailoauth_context *ctx, mailoauth_mailbox *mb, const char *account,
+                                const char *to, const char *action, int expected)
+{
+    int done = 0;
+    while (done < expected) {
+        /* IMAP waits in IDLE and returns as soon as mail arrives; POP3 looks
+         * again every few seconds. MAILOAUTH_TIMEOUT: nothing came. */
+        int32_t rc = mailoauth_mailbox_wait(mb, 30000);
+        if (rc == MAILOAUTH_TIMEOUT) {
+            printf("  no more mail within 30 s\n");
+            break;
+        }
+        if (rc != MAILOAUTH_OK) return rc;
+
+        char *list = NULL;
+        rc = mailoauth_mailbox_poll(mb, 100, &list);
+        if (rc != MAILOAUTH_OK) return rc;
+        /* [{"id":"…","size":…,"from":"…","subject":"…","date":"…",…}, …] */
+        for (const char *obj = strchr(list, '{'); obj != NULL; obj = strchr(obj + 1, '{')) {
+            char id[256], subject[512] = "";
+            if (!json_string(obj, "id", id, sizeof id)) continue;
+            json_string(obj, "subject", subject, sizeof subject);
+            printf("  new     : %s  \"%s\"\n", id, subject);
+
+            uint8_t *raw = NULL;
+            int64_t raw_len = 0;
+            rc = mailoauth_mailbox_fetch(mb, id, &raw, &raw_len);
+            if (rc != MAILOAUTH_OK) break;
+
+            char request[768], *sent = NULL;
+            snprintf(request, sizeof request,
+                     "{\"account\": \"%s\", \"to\": [\"%s\"], \"mode\": \"attachment\","
+                     " \"comment\": \"Neue Kundenanfrage, bitte bearbeiten.\"}",
+                     account, to);
+            rc = mailoauth_smtp_forward(ctx, request, raw, raw_len, &sent);
+            mailoauth_bytes_free(raw, raw_len); /* the library's bytes: its free function */
+            if (rc != MAILOAUTH_OK) break; /* not acknowledged: the next poll brings it again */
+            printf("  forwarded: %s\n", sent);
+            mailoauth_string_free(sent);
+
+            /* Recorded durably first, then the server is changed. */
+            rc = mailoauth_mailbox_ack(mb, id, action);
+            if (rc != MAILOAUTH_OK) break;
+            printf("  acknowledged: %s\n", action);
+            done++;
+        }
+        mailoauth_string_free(list);
+        if (rc != MAILOAUTH_OK) return rc;
+    }
+    printf("  %d message(s) forwarded and acknowledged\n", done);
+    return MAILOAUTH_OK;
+}
+
+/* Opens ACCOUNT's inbox over PROTOCOL. "start": "new" counts what is there
+ * at the very first open as handled, so a service never floods TO with an
+ * old inbox; the poll state (what was acknowledged) is kept beside the
+ * token cache and survives restarts. */
+static int32_t open_inbox(mailoauth_context *ctx, const char *account, const char *protocol,
+                          mailoauth_mailbox **mb)
+{
+    char request[512];
+    snprintf(request, sizeof request,
+             "{\"account\": \"%s\", \"protocol\": \"%s\", \"folder\": \"INBOX\", \"start\": \"new\","
+             " \"lock_timeout_ms\": 5000}",
+             account, protocol);
+    if (strcmp(protocol, "pop3") == 0) {
+        /* POP3 knows only the inbox: no "folder". */
+        snprintf(request, sizeof request,
+                 "{\"account\": \"%s\", \"protocol\": \"pop3\", \"start\": \"new\", \"lock_timeout_ms\": 5000}",
+                 account);
+    }
+    return mailoauth_mailbox_open(ctx, request, mb);
+}
+
+/* IMAP: enquiries arrive, each is forwarded, then moved to the trash
+ * folder. POP3: the same with DELE (committed at the session's QUIT). */
+static int32_t poll_forward_ack(mailoauth_context *ctx, const char *account, const char *to)
+{
+    mailoauth_mailbox *mb = NULL;
+    printf("\npolling %s's inbox over IMAP, forwarding new mail to %s:\n", account, to);
+    int32_t rc = open_inbox(ctx, account, "imap", &mb);
+    if (rc != MAILOAUTH_OK) return rc;
+    char trash[256], action[300] = "seen";
+    if (find_folder(mb, "trash", trash, sizeof trash)) snprintf(action, sizeof action, "move:%s", trash);
+    for (int n = 1; n <= 2 && rc == MAILOAUTH_OK; n++) rc = send_enquiry(ctx, account, n);
+    if (rc == MAILOAUTH_OK) printf("  two enquiries sent to %s\n", account);
+    if (rc == MAILOAUTH_OK) rc = process_new_mail(ctx, mb, account, to, action, 2);
+    mailoauth_mailbox_free(mb);
+    if (rc != MAILOAUTH_OK) return rc;
+
+    printf("\npolling %s's inbox over POP3, forwarding new mail to %s:\n", account, to);
+    rc = open_inbox(ctx, account, "pop3", &mb);
+    if (rc != MAILOAUTH_OK) return rc;
+    rc = send_enquiry(ctx, account, 3);
+    if (rc == MAILOAUTH_OK) printf("  one enquiry sent to %s\n", account);
+    if (rc == MAILOAUTH_OK) rc = process_new_mail(ctx, mb, account, to, "delete", 1);
+    mailoauth_mailbox_free(mb); /* QUIT in the background commits the DELE */
+    return rc;
+}
+
 /* Reads a whole file into a NUL-terminated buffer (free() it), or NULL. */
 static char *read_file(const char *path)
 {
@@ -267,9 +434,17 @@ int main(int argc, char **argv)
         }
     }
 
-    /* (later: poll, forward, ack with this context) */
+    /* 8. The background service's work: poll, forward, acknowledge. */
+    if (argc > 3 && !failed) {
+        rc = poll_forward_ack(ctx, argv[2], argv[3]);
+        if (rc != MAILOAUTH_OK) {
+            printf("  polling failed:\n");
+            print_last_error(rc);
+            failed = 1;
+        }
+    }
 
-    /* 8. Error reporting, shown with a configuration that is wrong on purpose. */
+    /* 9. Error reporting, shown with a configuration that is wrong on purpose. */
     printf("\na configuration with a typo (\"hots\"):\n");
     mailoauth_context *bad = NULL;
     rc = mailoauth_context_new(BAD_CONFIG, MAILOAUTH_ABI_VERSION, &bad);
@@ -280,7 +455,7 @@ int main(int argc, char **argv)
         print_last_error(rc);
     }
 
-    /* 9. Clean up: free the context; switch the logger off before the host's
+    /* 10. Clean up: free the context; switch the logger off before the host's
      *    logging goes away. */
     mailoauth_context_free(ctx);
     mailoauth_set_logger(0, NULL, NULL);
