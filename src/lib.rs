@@ -27,6 +27,9 @@ pub mod ffi;
 #[doc(hidden)]
 pub mod fuzzing;
 
+#[cfg(feature = "foreign-allocator")]
+mod foreign_alloc;
+
 pub use config::Config;
 pub use context::Context;
 pub use error::{Error, ErrorKind, Result};
