@@ -459,7 +459,7 @@ public:
     value &set(std::string key, value v)
     {
         if (kind_ == kind::null) kind_ = kind::object;
-        expect(kind::object, "an object");
+        expect(kind::object, "an object", MAILOAUTH_INVALID_ARGUMENT);
         for (std::size_t k = 0; k < keys_.size(); ++k)
             if (keys_[k] == key) {
                 items_[k] = std::move(v);
@@ -473,7 +473,7 @@ public:
     value &push_back(value v)
     {
         if (kind_ == kind::null) kind_ = kind::array;
-        expect(kind::array, "an array");
+        expect(kind::array, "an array", MAILOAUTH_INVALID_ARGUMENT);
         items_.push_back(std::move(v));
         return *this;
     }
@@ -518,9 +518,9 @@ private:
         return null;
     }
     static const value &or_null(const value *v) noexcept { return v != nullptr ? *v : null_value(); }
-    void expect(kind k, const char *what) const
+    void expect(kind k, const char *what, int32_t code = MAILOAUTH_PROTOCOL) const
     {
-        if (kind_ != k) throw error(MAILOAUTH_PROTOCOL, std::string("JSON value is not ") + what);
+        if (kind_ != k) throw error(code, std::string("JSON value is not ") + what);
     }
 
     static void dump_string(std::string &out, const std::string &s, std::string_view key)
