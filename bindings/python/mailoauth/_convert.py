@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import operator
 import os
 from typing import Any, Optional, Union
 
@@ -123,3 +124,11 @@ def zero(buf: bytearray) -> None:
         raise TypeError("only a bytearray can be zeroed")
     for i in range(len(buf)):
         buf[i] = 0
+
+
+def integer(value: Any, what: str) -> int:
+    """An ``int`` argument (``TypeError`` for ``"1"``, ``1.5`` or ``None``)."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}") from None

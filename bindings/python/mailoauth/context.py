@@ -7,7 +7,7 @@ from ctypes import c_void_p
 from typing import Any, Dict, Iterable, List, Optional, Union
 
 from . import _signatures as sig
-from ._convert import BytesIn, InBuffer, JsonIn, Text, binding_error, json_in, utf8
+from ._convert import BytesIn, InBuffer, JsonIn, Text, binding_error, integer, json_in, utf8
 from ._handle import Handle
 from .codes import ABI_VERSION, TIMEOUT, TOKEN_FORCE_REFRESH
 from .library import Library
@@ -41,7 +41,7 @@ class Context(Handle):
         buf = ctypes.create_string_buffer(data, len(data) + 1)  # may hold a client_secret: wiped below
         h = c_void_p()
         try:
-            lib.call(f, ctypes.cast(buf, ctypes.c_char_p), int(abi_version), ctypes.byref(h))
+            lib.call(f, ctypes.cast(buf, ctypes.c_char_p), integer(abi_version, "abi_version"), ctypes.byref(h))
         finally:
             ctypes.memset(buf, 0, len(buf))
         super().__init__(lib, h)
@@ -155,7 +155,7 @@ class Context(Handle):
             flags = TOKEN_FORCE_REFRESH if flags else 0
         out = c_void_p()
         self._call(f, utf8(account, "account", f), utf8(self._protocols(protocols), "protocols", f),
-                   int(flags), ctypes.byref(out))
+                   integer(flags, "flags"), ctypes.byref(out))
         return out
 
     def account_list(self) -> List[Dict[str, Any]]:

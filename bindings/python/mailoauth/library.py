@@ -10,7 +10,7 @@ from ctypes import c_void_p
 from typing import Any, Callable, Dict, Iterable, Optional
 
 from . import _signatures as sig
-from ._convert import BytesIn, InBuffer
+from ._convert import BytesIn, InBuffer, integer
 from ._loader import find_library, open_library
 from .codes import ABI_MISMATCH, ABI_VERSION, OK, LogLevel, Result
 from .errors import AbiMismatchError, LibraryNotFoundError, MailOAuthError, MissingExport
@@ -185,7 +185,7 @@ class Library:
         the ``logging`` module.
         """
         if fn is None:
-            self.call("mailoauth_set_logger", int(max_level), sig.LOG_FN(), None)
+            self.call("mailoauth_set_logger", integer(max_level, "max_level"), sig.LOG_FN(), None)
             with _logger_lock:
                 _logger_refs.pop(self.path, None)
             return
@@ -202,7 +202,7 @@ class Library:
                     log.warning("the mailoauth logger callback raised %s: %s (ignored)", type(e).__name__, e)
 
         cb = sig.LOG_FN(trampoline)
-        self.call("mailoauth_set_logger", int(max_level), cb, None)
+        self.call("mailoauth_set_logger", integer(max_level, "max_level"), cb, None)
         with _logger_lock:
             _logger_refs[self.path] = cb  # the old one is released only now
 

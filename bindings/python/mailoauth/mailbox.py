@@ -6,7 +6,7 @@ import ctypes
 from ctypes import c_int64, c_void_p
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
-from ._convert import PathIn, Text, path_in, utf8
+from ._convert import PathIn, Text, integer, path_in, utf8
 from ._handle import Handle
 from .codes import OK, TIMEOUT
 
@@ -36,7 +36,7 @@ class Mailbox(Handle):
         """The messages not acknowledged yet, oldest first: ``[{"id", "size",
         "from", "to", "subject", "date", "message_id"}]``."""
         out = c_void_p()
-        self._call("mailoauth_mailbox_poll", int(max_messages), ctypes.byref(out))
+        self._call("mailoauth_mailbox_poll", integer(max_messages, "max_messages"), ctypes.byref(out))
         return self._lib._take_json(out)
 
     def fetch(self, message_id: Text) -> bytes:
@@ -60,7 +60,7 @@ class Mailbox(Handle):
     def wait(self, timeout_ms: int = -1) -> bool:
         """True when new mail may be there, False when none came (``TIMEOUT``);
         raises on a failed connection or ``CANCELLED``."""
-        return self._call("mailoauth_mailbox_wait", int(timeout_ms), allow=(OK, TIMEOUT)) == OK
+        return self._call("mailoauth_mailbox_wait", integer(timeout_ms, "timeout_ms"), allow=(OK, TIMEOUT)) == OK
 
     def list_folders(self) -> List[Dict[str, Any]]:
         """IMAP folders: ``[{"name", "delimiter", "special"}]``."""

@@ -8,6 +8,7 @@ import time
 from ctypes import c_void_p
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
+from ._convert import integer
 from ._handle import Handle
 from .codes import OK, PENDING
 
@@ -41,13 +42,13 @@ class Operation(Handle):
 
     def _wait_rc(self, timeout_ms: int) -> int:
         """mailoauth_op_wait: OK or PENDING; raises on the op's failure."""
-        return self._call("mailoauth_op_wait", int(timeout_ms), allow=(OK, PENDING))
+        return self._call("mailoauth_op_wait", timeout_ms, allow=(OK, PENDING))
 
     def wait(self, timeout_ms: int = -1) -> bool:
         """True when done; False when still running after `timeout_ms` (0: poll;
         negative: as long as the operation may take). Raises on failure. A
         ``KeyboardInterrupt`` cancels the operation."""
-        timeout_ms = int(timeout_ms)
+        timeout_ms = integer(timeout_ms, "timeout_ms")
         if 0 <= timeout_ms <= _WAIT_SLICE_MS:
             return self._wait_rc(timeout_ms) == OK
         end = None if timeout_ms < 0 else time.monotonic() + timeout_ms / 1000.0
