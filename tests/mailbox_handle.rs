@@ -16,107 +16,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mailbox_support::open::{config_json, context, request, seed_grant};
 use mailbox_support::{Stack, stack, unique_user};
 use mailoauth::Context;
-use mailoauth::cache::{AccessToken, Grant, GrantState, GrantStore};
-use mailoauth::config::{CacheConfig, Protection};
 use mailoauth::error::ErrorKind;
 use mailoauth::mailbox::handle::Mailbox;
-use mailoauth::protocol::Protocols;
 use serde_json::{Value, json};
 
 const CHILD_ENV: &str = "MAILOAUTH_MAILBOX_HANDLE_CHILD";
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-fn config_json(stack: &Stack, cache: &Path, extra: Value) -> String {
-    let host = stack.v["imap"]["host"].as_str().unwrap_or("127.0.0.2");
-    let mut v = json!({
-        "provider": "custom",
-        "authority": stack.v["idp"]["http"],
-        "allow_plaintext_loopback": true,
-        "tenant": stack.v["idp"]["tenant"],
-        "client_id": stack.v["idp"]["client_id"],
-        "scopes": {"imap": mailbox_support::IMAP_SCOPE, "pop3": mailbox_support::POP_SCOPE},
-        "servers": {"imap": {"host": host, "port": stack.v["imap"]["tls"], "security": "tls"},
-                    "pop3": {"host": host, "port": stack.v["pop3"]["tls"], "security": "tls"}},
-        "browser": "none",
-        "tls": {"ca_file": stack.v["ca_file"]},
-        "http": {"proxy": "none", "timeout_ms": 10000},
-        "cache": {"path": cache.to_string_lossy(), "protection": "none"},
-    });
-    if let (Value::Object(b), Value::Object(e)) = (&mut v, extra) {
-        for (k, x) in e {
-            b.insert(k, x);
-        }
-    }
-    v.to_string()
-}
-
-/// Puts a minted token for `user` into the cache at `cache`.
-fn seed_grant(stack: &Stack, cache: &Path, user: &str) {
-    let store = GrantStore::for_folder(
-        &CacheConfig {
-            path: Some(cache.to_path_buf()),
-            protection: Protection::None,
-        },
-        None,
-    )
-    .unwrap();
-    let t = now();
-    store
-        .save(&Grant {
-            account: user.to_string(),
-            username: Some(user.to_string()),
-            tenant_id: None,
-            oid: None,
-            protocols: Protocols::ALL,
-            app: false,
-            refresh_token: None,
-            access_token: Some(AccessToken {
-                token: stack.mint(user),
-                issued_at: t,
-                expires_at: t + 3000,
-                protocols: Protocols::ALL,
-            }),
-            state: GrantState::Ok,
-            since: t,
-            not_before: None,
-            last_error: None,
-        })
-        .unwrap();
-}
-
-fn context(stack: &Stack, cache: &Path, user: &str, extra: Value) -> Arc<Context> {
-    seed_grant(stack, cache, user);
-    let cfg = mailoauth::config::parse(&config_json(stack, cache, extra))
-        .unwrap()
-        .config;
-    Arc::new(Context::new(cfg).unwrap())
-}
-
-/// The open request for `user` over `proto` ("imap"/"pop3") with
-/// `security` ("tls"/"starttls"); `extra` merged.
-fn request(stack: &Stack, user: &str, proto: &str, security: &str, extra: Value) -> String {
-    let host = stack.v[proto]["host"].as_str().unwrap_or("127.0.0.2");
-    let port = stack.v[proto][security].as_u64().unwrap_or(0);
-    let mut v = json!({
-        "account": user, "protocol": proto,
-        "server": {"host": host, "port": port, "security": security},
-        "lock_timeout_ms": 10000,
-    });
-    if let (Value::Object(b), Value::Object(e)) = (&mut v, extra) {
-        for (k, x) in e {
-            b.insert(k, x);
-        }
-    }
-    v.to_string()
-}
 
 fn numeric_uid(id: &str) -> u64 {
     id.rsplit(':')

@@ -48,7 +48,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::i18n::Text;
 use crate::log;
 use crate::mailbox::net::{Endpoint, Interrupt};
-use crate::mailbox::state::{self, Action, Id, PollState};
+use crate::mailbox::state::{self, Action, Fingerprint, Id, PollState};
 use crate::mailbox::summary::Summary;
 use crate::mailbox::{imap, pop3};
 use crate::protocol::{Protocol, Protocols};
@@ -385,6 +385,9 @@ struct Inner {
     last_poll: Vec<(String, u64)>,
     /// Bodies read ahead, by id.
     ahead: HashMap<String, Vec<u8>>,
+    /// IMAP: the fingerprints (size, Message-ID) of the last poll's
+    /// messages, by id, recorded with their acknowledgement.
+    fps: HashMap<String, Fingerprint>,
 }
 
 /// An open mailbox folder (ABI `mailoauth_mailbox`).
@@ -456,6 +459,7 @@ impl Mailbox {
             conn: None,
             last_poll: Vec::new(),
             ahead: HashMap::new(),
+            fps: HashMap::new(),
         };
         mb.running.store(true, Ordering::SeqCst);
         let first = mb.first_open(&mut inner);
@@ -477,9 +481,28 @@ impl Mailbox {
         self.connect(inner, false)?;
         if !inner.state.started {
             if inner.req.start == Start::New {
-                let present = self.list_ids(inner)?;
-                for (id, _) in present {
-                    inner.state.ack(&id, Action::Keep)?;
+                if self.protocol == Protocol::Imap {
+                    // With fingerprints: recognised after a UIDVALIDITY
+                    // change like every other acknowledged message.
+                    let (validity, index) = self.with_imap(inner, |s| {
+                        let v = s
+                            .selected()
+                            .map(|sel| sel.uid_validity)
+                            .ok_or_else(|| Error::internal("no folder selected"))?;
+                        Ok((v, s.index()?))
+                    })?;
+                    for e in index {
+                        let id = Id::Imap {
+                            uid_validity: validity,
+                            uid: e.uid,
+                        };
+                        let fp = Fingerprint::new(e.size, &e.message_id);
+                        inner.state.ack_with(&id, Action::Keep, fp)?;
+                    }
+                } else {
+                    for (id, _) in self.list_ids(inner)? {
+                        inner.state.ack(&id, Action::Keep)?;
+                    }
                 }
                 if self.protocol == Protocol::Imap
                     && let Some(Conn::Imap(s)) = &inner.conn
@@ -635,16 +658,42 @@ impl Mailbox {
                 inner.conn = Some(Conn::Imap(Box::new(s)));
                 if let Some(v) = validity
                     && inner.state.uid_validity.is_some_and(|old| old != v)
+                    && let Err(e) = self.resync(inner, v)
                 {
-                    log::warning!(
-                        "the folder's UIDVALIDITY changed: its messages are delivered again"
-                    );
-                    inner.state.reset_uid_validity(v);
-                    inner.state.save(&inner.store, &inner.key)?;
-                    inner.last_poll.clear();
+                    // Not re-synchronised: no session may work with the
+                    // old record (the next call connects and tries again).
+                    inner.conn = None;
+                    return Err(e);
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The folder has a new UIDVALIDITY: its messages are matched against
+    /// the fingerprints of the acknowledged ones (state.rs), the result
+    /// recorded before anything else happens.
+    fn resync(&self, inner: &mut Inner, uid_validity: u32) -> Result<()> {
+        let index = match &mut inner.conn {
+            Some(Conn::Imap(s)) => s.index()?,
+            _ => return Err(Error::internal("not an IMAP session")),
+        };
+        let present: Vec<(u32, Option<Fingerprint>)> = index
+            .iter()
+            .map(|e| (e.uid, Fingerprint::new(e.size, &e.message_id)))
+            .collect();
+        let r = inner.state.resync(uid_validity, &present);
+        inner.state.save(&inner.store, &inner.key)?;
+        inner.last_poll.clear();
+        inner.ahead.clear();
+        inner.fps.clear();
+        log::warning!(
+            "the folder's UIDVALIDITY changed: {} of {} message(s) recognised as acknowledged by Message-ID and size ({} pending change(s) carried over); {} acknowledged message(s) not found again; the others are delivered again",
+            r.matched,
+            present.len(),
+            r.pending_moved,
+            r.unmatched
+        );
         Ok(())
     }
 
@@ -827,14 +876,15 @@ impl Mailbox {
         }
         self.retry_pending_imap(inner)?;
         let state = inner.state.clone();
-        let list = self.with_imap(inner, |s| {
+        let (list, all) = self.with_imap(inner, |s| {
             let validity = s
                 .selected()
                 .map(|sel| sel.uid_validity)
                 .ok_or_else(|| Error::internal("no folder selected"))?;
-            let uids: Vec<u32> = s
-                .uids_after(0)?
-                .into_iter()
+            let all = s.uids_after(0)?;
+            let uids: Vec<u32> = all
+                .iter()
+                .copied()
                 .filter(|uid| {
                     !state.is_acked(&Id::Imap {
                         uid_validity: validity,
@@ -844,11 +894,18 @@ impl Mailbox {
                 .take(max)
                 .collect();
             if uids.is_empty() {
-                return Ok(Vec::new());
+                return Ok((Vec::new(), all));
             }
-            s.summaries(&uids)
+            Ok((s.summaries(&uids)?, all))
         })?;
+        // Fingerprints of messages no longer in the folder are not needed
+        // (recorded with the next save).
+        inner.state.prune_fingerprints(&all);
         inner.last_poll = list.iter().map(|s| (s.id.clone(), s.size)).collect();
+        inner.fps = list
+            .iter()
+            .filter_map(|s| Some((s.id.clone(), Fingerprint::new(s.size, &s.message_id)?)))
+            .collect();
         Ok(list)
     }
 
@@ -1049,10 +1106,11 @@ impl Mailbox {
     fn ack_in(&self, inner: &mut Inner, id_text: &str, action: &str) -> Result<()> {
         let action = Action::parse(action, self.protocol)?;
         let id = Id::parse(id_text, self.protocol).map_err(|_| unknown_id(id_text))?;
+        let mut fp = inner.fps.get(id_text).cloned();
         if !inner.state.is_acked(&id) && !inner.last_poll.iter().any(|(i, _)| i == id_text) {
-            self.check_exists(inner, &id, id_text)?;
+            fp = self.check_exists(inner, &id, id_text)?;
         }
-        inner.state.ack(&id, action.clone())?;
+        inner.state.ack_with(&id, action.clone(), fp)?;
         inner.state.save(&inner.store, &inner.key)?;
         inner.ahead.remove(id_text);
         if !action.changes_server() {
@@ -1087,13 +1145,19 @@ impl Mailbox {
         }
     }
 
-    /// NOT_FOUND unless the message is in the folder.
-    fn check_exists(&self, inner: &mut Inner, id: &Id, id_text: &str) -> Result<()> {
+    /// NOT_FOUND unless the message is in the folder; for IMAP its
+    /// fingerprint (None without a Message-ID).
+    fn check_exists(
+        &self,
+        inner: &mut Inner,
+        id: &Id,
+        id_text: &str,
+    ) -> Result<Option<Fingerprint>> {
         match id {
             Id::Pop3(u) => {
                 self.ensure(inner)?;
                 match &inner.conn {
-                    Some(Conn::Pop3(p)) if p.entries.contains_key(u) => Ok(()),
+                    Some(Conn::Pop3(p)) if p.entries.contains_key(u) => Ok(None),
                     _ => Err(unknown_id(id_text)),
                 }
             }
@@ -1101,14 +1165,13 @@ impl Mailbox {
                 let (v, u) = (*uid_validity, *uid);
                 let found = self.with_imap(inner, |s| {
                     if s.selected().map(|sel| sel.uid_validity) != Some(v) {
-                        return Ok(false);
+                        return Ok(None);
                     }
-                    Ok(!s.sizes(&[u])?.is_empty())
+                    Ok(s.index_of(&[u])?.into_iter().find(|e| e.uid == u))
                 })?;
-                if found {
-                    Ok(())
-                } else {
-                    Err(unknown_id(id_text))
+                match found {
+                    Some(e) => Ok(Fingerprint::new(e.size, &e.message_id)),
+                    None => Err(unknown_id(id_text)),
                 }
             }
         }

@@ -14,8 +14,18 @@
 //! connection stays pending and is retried (at least once, idempotent on
 //! the server: \Seen and \Deleted are flags, a move of a message already
 //! gone finds nothing).
+//!
+//! UIDVALIDITY changes (IMAP): for every acknowledged message still in the
+//! folder the record keeps its [`Fingerprint`] (RFC822.SIZE and
+//! Message-ID). When the server reports a new UIDVALIDITY, [`PollState::resync`]
+//! matches the messages of the new UIDVALIDITY against these fingerprints,
+//! one to one: a match counts as acknowledged (and a change still pending
+//! for the old message is moved to the new one), everything else is
+//! delivered again. Messages without a Message-ID have no fingerprint and
+//! are always delivered again. The field is optional: records written
+//! before it existed load unchanged (they just have no fingerprints).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -88,6 +98,38 @@ impl Action {
     }
 }
 
+/// The longest Message-ID kept in a fingerprint; a longer one counts as
+/// none (the message is delivered again after a UIDVALIDITY change).
+pub const MAX_MESSAGE_ID: usize = 998;
+
+/// What recognises an acknowledged message after a UIDVALIDITY change:
+/// its size (RFC822.SIZE) and its Message-ID (with angle brackets).
+/// Stored as `[size, "<message-id>"]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Fingerprint(pub u64, pub String);
+
+impl Fingerprint {
+    /// None when the message has no (usable) Message-ID.
+    pub fn new(size: u64, message_id: &str) -> Option<Fingerprint> {
+        let m = message_id.trim();
+        (!m.is_empty() && m.len() <= MAX_MESSAGE_ID && !m.contains(['\r', '\n', '\0']))
+            .then(|| Fingerprint(size, m.to_string()))
+    }
+}
+
+/// What a re-synchronisation after a UIDVALIDITY change did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resync {
+    /// Messages of the new UIDVALIDITY recognised as acknowledged.
+    pub matched: usize,
+    /// Pending server changes moved to the recognised messages.
+    pub pending_moved: usize,
+    /// Acknowledged messages of the old UIDVALIDITY not found again (gone,
+    /// changed, or without a fingerprint: their messages are delivered
+    /// again if they are still there).
+    pub unmatched: usize,
+}
+
 /// Inclusive UID ranges, sorted and merged.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -158,6 +200,11 @@ pub struct PollState {
     /// POP3: acknowledged UIDLs.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub uidls: BTreeSet<String>,
+    /// IMAP: the fingerprints of acknowledged messages, by UID (for the
+    /// re-synchronisation after a UIDVALIDITY change); pruned to the UIDs
+    /// the folder still has.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fingerprints: BTreeMap<u32, Fingerprint>,
     /// Acknowledged changes the server has not confirmed yet, by id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pending: BTreeMap<String, Action>,
@@ -228,6 +275,7 @@ impl PollState {
             uid_validity: None,
             uids: UidRanges::default(),
             uidls: BTreeSet::new(),
+            fingerprints: BTreeMap::new(),
             pending: BTreeMap::new(),
             started: false,
         }
@@ -327,15 +375,77 @@ impl PollState {
         self.pending.remove(&id.to_text());
     }
 
-    /// A new UIDVALIDITY: the old UIDs mean nothing any more. (The
-    /// re-synchronisation that recognises acknowledged messages by
-    /// Message-ID and size is not part of this record yet.)
-    pub fn reset_uid_validity(&mut self, uid_validity: u32) {
-        if self.uid_validity != Some(uid_validity) {
-            self.uid_validity = Some(uid_validity);
-            self.uids = UidRanges::default();
-            self.pending.clear();
+    /// Records an acknowledgement with the message's fingerprint (IMAP;
+    /// None: it has no Message-ID and is delivered again after a
+    /// UIDVALIDITY change).
+    pub fn ack_with(&mut self, id: &Id, action: Action, fp: Option<Fingerprint>) -> Result<()> {
+        self.ack(id, action)?;
+        if let (Id::Imap { uid, .. }, Some(fp)) = (id, fp) {
+            self.fingerprints.insert(*uid, fp);
         }
+        Ok(())
+    }
+
+    /// IMAP: keeps the fingerprints of these UIDs only (`present`: every
+    /// UID the folder has now, any order); true when something was dropped.
+    pub fn prune_fingerprints(&mut self, present: &[u32]) -> bool {
+        let before = self.fingerprints.len();
+        if before == 0 {
+            return false;
+        }
+        let mut sorted = present.to_vec();
+        sorted.sort_unstable();
+        self.fingerprints
+            .retain(|uid, _| sorted.binary_search(uid).is_ok());
+        self.fingerprints.len() != before
+    }
+
+    /// A new UIDVALIDITY: the old UIDs mean nothing any more. The messages
+    /// the folder has now (`present`: UID and fingerprint, any order) are
+    /// matched one to one against the fingerprints of the acknowledged
+    /// messages of the old UIDVALIDITY, lowest UID first: a match counts as
+    /// acknowledged (its fingerprint kept, a change still pending for the
+    /// old message now pending for the new one); every other message is
+    /// delivered again. Nothing happens when the UIDVALIDITY is the same.
+    pub fn resync(&mut self, uid_validity: u32, present: &[(u32, Option<Fingerprint>)]) -> Resync {
+        let mut report = Resync::default();
+        if self.uid_validity == Some(uid_validity) {
+            return report;
+        }
+        let old = self.uid_validity;
+        let mut known: HashMap<Fingerprint, VecDeque<Option<Action>>> = HashMap::new();
+        let mut acked_without = self.uids.len();
+        for (uid, fp) in std::mem::take(&mut self.fingerprints) {
+            if !self.uids.contains(uid) {
+                continue;
+            }
+            acked_without = acked_without.saturating_sub(1);
+            let action = old.and_then(|v| self.pending.get(&format!("{v}:{uid}")).cloned());
+            known.entry(fp).or_default().push_back(action);
+        }
+        self.uid_validity = Some(uid_validity);
+        self.uids = UidRanges::default();
+        // Every pending IMAP change names an old UID; the matched ones are
+        // pending again below.
+        self.pending.clear();
+        let mut present: Vec<&(u32, Option<Fingerprint>)> = present.iter().collect();
+        present.sort_by_key(|(uid, _)| *uid);
+        for (uid, fp) in present {
+            let Some(fp) = fp else { continue };
+            let Some(action) = known.get_mut(fp).and_then(VecDeque::pop_front) else {
+                continue;
+            };
+            self.uids.insert(*uid);
+            self.fingerprints.insert(*uid, fp.clone());
+            report.matched += 1;
+            if let Some(a) = action {
+                self.pending.insert(format!("{uid_validity}:{uid}"), a);
+                report.pending_moved += 1;
+            }
+        }
+        report.unmatched = known.values().map(VecDeque::len).sum::<usize>()
+            + usize::try_from(acked_without).unwrap_or(usize::MAX);
+        report
     }
 
     /// POP3: forgets acknowledged UIDLs the server no longer lists (and
@@ -497,6 +607,130 @@ mod tests {
         s.ack(&b, Action::Delete).unwrap();
         s.confirm(&b);
         assert!(s.pending.is_empty());
+    }
+
+    fn imap(v: u32, uid: u32) -> Id {
+        Id::Imap {
+            uid_validity: v,
+            uid,
+        }
+    }
+
+    fn fp(size: u64, mid: &str) -> Option<Fingerprint> {
+        Fingerprint::new(size, mid)
+    }
+
+    #[test]
+    fn resync_matches_acknowledged_messages_one_to_one() {
+        let mut s = PollState::new(Protocol::Imap, "INBOX");
+        // Old UIDVALIDITY 5: 1..=6 acknowledged in different ways.
+        s.ack_with(&imap(5, 1), Action::Keep, fp(100, "<a@x>"))
+            .unwrap();
+        s.ack_with(&imap(5, 2), Action::Seen, fp(200, "<b@x>"))
+            .unwrap();
+        s.ack_with(&imap(5, 3), Action::Keep, None).unwrap(); // no Message-ID
+        s.ack_with(&imap(5, 4), Action::Keep, fp(300, "<dup@x>"))
+            .unwrap();
+        s.ack_with(
+            &imap(5, 5),
+            Action::Move("Archive".into()),
+            fp(400, "<m@x>"),
+        )
+        .unwrap();
+        s.ack_with(&imap(5, 6), Action::Keep, fp(500, "<gone@x>"))
+            .unwrap();
+        s.confirm(&imap(5, 2)); // \Seen done; the move is still pending
+        assert_eq!(s.pending.len(), 1);
+        // New UIDVALIDITY 9 with other UIDs; <dup@x> twice (one was
+        // acknowledged), <a@x> with another size (another message), a new
+        // message, and the message without a Message-ID.
+        let present = vec![
+            (30, fp(300, "<dup@x>")),
+            (10, fp(100, "<a@x>")),
+            (11, fp(101, "<a@x>")),
+            (20, fp(200, "<b@x>")),
+            (31, fp(300, "<dup@x>")),
+            (40, None),
+            (50, fp(400, "<m@x>")),
+            (60, fp(999, "<new@x>")),
+        ];
+        let r = s.resync(9, &present);
+        assert_eq!(
+            r,
+            Resync {
+                matched: 4,
+                pending_moved: 1,
+                unmatched: 2
+            }
+        );
+        assert_eq!(s.uid_validity, Some(9));
+        for uid in [10, 20, 30, 50] {
+            assert!(s.is_acked(&imap(9, uid)), "{uid}");
+        }
+        for uid in [11, 31, 40, 60] {
+            assert!(!s.is_acked(&imap(9, uid)), "{uid}");
+        }
+        assert!(!s.is_acked(&imap(5, 1)));
+        assert_eq!(
+            s.pending.iter().collect::<Vec<_>>(),
+            vec![(&"9:50".to_string(), &Action::Move("Archive".into()))]
+        );
+        assert_eq!(s.fingerprints.len(), 4);
+        // The same UIDVALIDITY again changes nothing.
+        let before = s.clone();
+        assert_eq!(s.resync(9, &[]), Resync::default());
+        assert_eq!(s, before);
+        // A fresh state (no UIDVALIDITY yet) learns it and matches nothing.
+        let mut f = PollState::new(Protocol::Imap, "INBOX");
+        assert_eq!(f.resync(3, &present).matched, 0);
+        assert_eq!(f.uid_validity, Some(3));
+    }
+
+    #[test]
+    fn fingerprints_are_pruned_and_bounded() {
+        let mut s = PollState::new(Protocol::Imap, "INBOX");
+        for u in 1..=4 {
+            s.ack_with(&imap(1, u), Action::Keep, fp(10, &format!("<{u}@x>")))
+                .unwrap();
+        }
+        assert!(s.prune_fingerprints(&[4, 2, 7]));
+        assert_eq!(
+            s.fingerprints.keys().copied().collect::<Vec<_>>(),
+            vec![2, 4]
+        );
+        assert!(!s.prune_fingerprints(&[2, 4]));
+        assert!(fp(1, "").is_none());
+        assert!(fp(1, "  ").is_none());
+        assert!(fp(1, &format!("<{}@x>", "a".repeat(1000))).is_none());
+        assert!(fp(1, "<a\r\nb@x>").is_none());
+    }
+
+    #[test]
+    fn records_without_fingerprints_still_load() {
+        // Written before fingerprints existed (format 1 as it was).
+        let dir = tempfile::tempdir().unwrap();
+        let st = store(dir.path());
+        let k = key("a@x", Protocol::Imap, "INBOX");
+        st.save_raw(
+            &k,
+            &serde_json::json!({"version": 1, "protocol": "imap", "folder": "INBOX",
+                "uid_validity": 7, "uids": [[1, 3]], "pending": {"7:2": {"action": "seen"}},
+                "started": true}),
+        )
+        .unwrap();
+        let mut s = PollState::load(&st, &k, Protocol::Imap, "INBOX").unwrap();
+        assert!(s.is_acked(&imap(7, 2)));
+        assert!(s.fingerprints.is_empty());
+        // Without fingerprints nothing is recognised: delivered again.
+        let r = s.resync(8, &[(1, fp(5, "<a@x>"))]);
+        assert_eq!((r.matched, r.unmatched), (0, 3));
+        s.ack_with(&imap(8, 1), Action::Keep, fp(5, "<a@x>"))
+            .unwrap();
+        s.save(&st, &k).unwrap();
+        let back = PollState::load(&st, &k, Protocol::Imap, "INBOX").unwrap();
+        assert_eq!(back, s);
+        let raw: serde_json::Value = st.load_raw(&k).unwrap().unwrap();
+        assert_eq!(raw["fingerprints"], serde_json::json!({"1": [5, "<a@x>"]}));
     }
 
     proptest! {

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod open;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -182,6 +184,63 @@ impl Stack {
             }
         }
         out
+    }
+}
+
+impl Stack {
+    /// Puts one message into a maildir folder's new/ (via tmp/, owned like
+    /// the folder, as seed.py does); the folder must exist (seed first).
+    pub fn put_message(&self, user: &str, folder: Option<&str>, name: &str, data: &[u8]) {
+        use std::os::unix::fs::MetadataExt;
+        let dir = self.maildir(user, folder);
+        let meta = std::fs::metadata(dir.join("new")).expect("the maildir exists (seed first)");
+        let file = format!(
+            "{}.{name}.mailoauth-test,S={}",
+            SEQ.fetch_add(1, Ordering::SeqCst) + 1_000_000_000,
+            data.len()
+        );
+        let tmp = dir.join("tmp").join(&file);
+        std::fs::write(&tmp, data).expect("write message");
+        std::os::unix::fs::chown(&tmp, Some(meta.uid()), Some(meta.gid())).expect("chown");
+        std::fs::rename(&tmp, dir.join("new").join(&file)).expect("rename");
+    }
+
+    /// Gives a maildir folder a new UIDVALIDITY for real, as a re-created
+    /// folder has: dovecot-uidlist rewritten with `UIDVALIDITY + 1000` and
+    /// new UIDs (the old ones shifted by 100, in reverse order), Dovecot's
+    /// indexes removed so that it reads the list again. No session may
+    /// have the folder open. Returns (old, new) UIDVALIDITY.
+    pub fn change_uid_validity(&self, user: &str, folder: Option<&str>) -> (u32, u32) {
+        let dir = self.maildir(user, folder);
+        let list = dir.join("dovecot-uidlist");
+        let text = std::fs::read_to_string(&list).expect("dovecot-uidlist");
+        let mut lines = text.lines();
+        let header = lines.next().expect("uidlist header");
+        let old: u32 = header
+            .split(' ')
+            .find_map(|w| w.strip_prefix('V'))
+            .and_then(|v| v.parse().ok())
+            .expect("V<uidvalidity> in the uidlist header");
+        let names: Vec<&str> = lines
+            .filter_map(|l| l.split_once(" :").map(|(_, n)| n))
+            .collect();
+        let new = old + 1000;
+        let max = 100 + names.len() as u32;
+        let mut out = format!("3 V{new} N{}\n", max + 1);
+        for (i, n) in names.iter().rev().enumerate() {
+            out.push_str(&format!("{} :{n}\n", 101 + i as u32));
+        }
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&list).expect("uidlist metadata");
+        std::fs::write(&list, out).expect("write uidlist");
+        std::os::unix::fs::chown(&list, Some(meta.uid()), Some(meta.gid())).expect("chown");
+        for e in std::fs::read_dir(&dir).expect("maildir").flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with("dovecot.index") || n.starts_with("dovecot.list.index") {
+                std::fs::remove_file(e.path()).expect("remove index");
+            }
+        }
+        (old, new)
     }
 }
 

@@ -322,14 +322,31 @@ impl Session {
         if exists == 0 {
             return Ok(Vec::new());
         }
-        let budget = 32u64 * 1024 * 1024 + u64::from(exists) * 4096;
-        let mut out = Vec::with_capacity(exists as usize);
-        let status = self.own_command(
-            "UID FETCH 1:* (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])",
-            budget,
-            MAX_INDEX_HEADER,
-            "UID FETCH (index)",
-            |f| {
+        self.index_set("1:*", exists)
+    }
+
+    /// [`Session::index`] of some messages (those gone are left out).
+    pub fn index_of(&mut self, uids: &[u32]) -> Result<Vec<IndexEntry>> {
+        let mut out = Vec::with_capacity(uids.len());
+        for chunk in uids.chunks(5000) {
+            let n = u32::try_from(chunk.len()).unwrap_or(u32::MAX);
+            out.extend(self.index_set(&uid_set(chunk), n)?);
+        }
+        out.sort_by_key(|e| e.uid);
+        out.dedup_by_key(|e| e.uid);
+        Ok(out)
+    }
+
+    fn index_set(&mut self, set: &str, count: u32) -> Result<Vec<IndexEntry>> {
+        if set.is_empty() {
+            return Ok(Vec::new());
+        }
+        let budget = 32u64 * 1024 * 1024 + u64::from(count) * 4096;
+        let mut out = Vec::with_capacity(count.min(100_000) as usize);
+        let cmd =
+            format!("UID FETCH {set} (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])");
+        let status =
+            self.own_command(&cmd, budget, MAX_INDEX_HEADER, "UID FETCH (index)", |f| {
                 let Some(uid) = f.uid else { return };
                 let header = f
                     .sections
@@ -348,9 +365,11 @@ impl Session {
                     size,
                     message_id,
                 });
-            },
-        )?;
-        let _ = status;
+            })?;
+        if status == Status::No && out.is_empty() {
+            // Dovecot: "UID FETCH 5 …" of a message just expunged is NO.
+            return Ok(Vec::new());
+        }
         out.sort_by_key(|e| e.uid);
         out.dedup_by_key(|e| e.uid);
         Ok(out)
