@@ -213,8 +213,9 @@ typedef struct mailoauth_context mailoauth_context;
 typedef struct mailoauth_mailbox mailoauth_mailbox;
 
 /**
- * A running or finished consent. Opaque; create it with
- * mailoauth_consent_begin() and release it with mailoauth_op_free().
+ * A running or finished operation (a consent or an account test). Opaque;
+ * create it with mailoauth_consent_begin() or
+ * mailoauth_account_test_begin() and release it with mailoauth_op_free().
  */
 typedef struct mailoauth_op mailoauth_op;
 
@@ -252,6 +253,33 @@ typedef int32_t (*mailoauth_store_lock_fn)(void *user_data,
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Starts the account test of a host's account dialog: `{"account":
+ * "user@contoso.com", "protocols": ["smtp","imap","pop3"], "timeout_ms":
+ * 30000}` (`protocols` defaults to all three; `timeout_ms` bounds each
+ * step, default 30 s). Without sending or changing anything it gets a
+ * silent token, then per protocol: SMTP EHLO + AUTH (no MAIL FROM), IMAP
+ * login + SELECT INBOX, POP3 login + STAT + QUIT. A failed step does not
+ * stop the others.
+ * @param ctx          the context; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
+ * @param request_json the request; NULL or bad UTF-8 → MAILOAUTH_INVALID_ARGUMENT,
+ *                     malformed or an unknown key → MAILOAUTH_INVALID_CONFIG.
+ * @param out          receives the operation on success only; NULL → MAILOAUTH_INVALID_ARGUMENT.
+ * @return MAILOAUTH_OK, MAILOAUTH_INVALID_ARGUMENT, MAILOAUTH_INVALID_CONFIG,
+ *         MAILOAUTH_TOO_LARGE, MAILOAUTH_INVALID_STATE (called from a callback).
+ * Returns immediately; the steps run in the background (with a host store
+ * the token is fetched first, on this thread, so that the store's
+ * callbacks run inside this call). Wait with mailoauth_op_wait(), read the
+ * steps done so far with mailoauth_op_info() and all of them with
+ * mailoauth_op_result(): `{"steps": [{"step": "token" | "smtp" | "imap" |
+ * "pop3", "code": 0, "name": "OK", "message": "…", "hint": "…",
+ * "server_reply": "…", "ms": 120}]}`.
+ * The operation must be released with mailoauth_op_free().
+ */
+int32_t mailoauth_account_test_begin(mailoauth_context *ctx,
+                                     const char *request_json,
+                                     mailoauth_op **out);
 
 /**
  * Creates a context from a configuration JSON document (see the
@@ -592,12 +620,14 @@ int32_t mailoauth_consent_begin(mailoauth_context *ctx,
                                 mailoauth_op **out);
 
 /**
- * Waits for a consent to finish. With `timeout_ms` 0 it only polls (for a
- * UI timer); negative waits as long as the consent may take.
+ * Waits for an operation (a consent or an account test) to finish. With
+ * `timeout_ms` 0 it only polls (for a UI timer); negative waits as long as
+ * the operation may take.
  * @param op         the operation; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
  * @param timeout_ms how long to wait.
- * @return MAILOAUTH_OK (done: the grant is stored), MAILOAUTH_PENDING (still
- *         running; sets no last error), or the consent's failure
+ * @return MAILOAUTH_OK (done: a consent's grant is stored; an account
+ *         test's steps are in its result, failed ones too), MAILOAUTH_PENDING
+ *         (still running; sets no last error), or the operation's failure
  *         (MAILOAUTH_DECLINED, MAILOAUTH_TIMEOUT, MAILOAUTH_CANCELLED,
  *         MAILOAUTH_ACCOUNT_MISMATCH, MAILOAUTH_PROVIDER_ERROR, …), whose
  *         error record is copied into this thread's last error.
@@ -607,10 +637,12 @@ int32_t mailoauth_consent_begin(mailoauth_context *ctx,
 int32_t mailoauth_op_wait(mailoauth_op *op, int32_t timeout_ms);
 
 /**
- * Describes the operation as JSON: `{"state": "starting" |
+ * Describes the operation as JSON. A consent: `{"state": "starting" |
  * "waiting_for_user" | "exchanging" | "done" | "failed" | "cancelled",
  * "authorize_url": "…", "user_code": "…", "verification_uri": "…",
- * "message": "…", "expires_at": …}` (keys only when known).
+ * "message": "…", "expires_at": …}` (keys only when known). An account
+ * test: `{"state": "running" | "done" | "cancelled", "steps": [the steps
+ * finished so far, as in its result]}`.
  * @param op       the operation; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
  * @param out_json receives the JSON on success only; NULL → MAILOAUTH_INVALID_ARGUMENT.
  * @return MAILOAUTH_OK, MAILOAUTH_INVALID_ARGUMENT.
@@ -620,21 +652,26 @@ int32_t mailoauth_op_wait(mailoauth_op *op, int32_t timeout_ms);
 int32_t mailoauth_op_info(mailoauth_op *op, char **out_json);
 
 /**
- * The result of a finished consent as JSON: `{"account": "…", "username":
- * "…", "tenant_id": "…", "scopes": ["…"], "expires_at": …}` — never a secret.
+ * The result of a finished operation as JSON. A consent: `{"account": "…",
+ * "username": "…", "tenant_id": "…", "scopes": ["…"], "protocols": ["…"],
+ * "expires_at": …}`. An account test: `{"steps": [{"step": "token" |
+ * "smtp" | "imap" | "pop3", "code": 0, "name": "OK", "message": "…",
+ * "hint": "…", "server_reply": "…", "ms": 120}]}`. Never a secret.
  * @param op       the operation; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
  * @param out_json receives the JSON on success only; NULL → MAILOAUTH_INVALID_ARGUMENT.
  * @return MAILOAUTH_OK; MAILOAUTH_INVALID_STATE while it is still running;
- *         the consent's failure (copied into the last error) when it failed.
+ *         the operation's failure (copied into the last error) when it
+ *         failed or was cancelled.
  * Returns immediately (storing the grant first if no wait did yet).
  * The returned string must be released with mailoauth_string_free().
  */
 int32_t mailoauth_op_result(mailoauth_op *op, char **out_json);
 
 /**
- * Cancels a running consent from any thread; a waiting mailoauth_op_wait
- * returns MAILOAUTH_CANCELLED promptly and the loopback listener closes.
- * Cancelling a finished consent changes nothing.
+ * Cancels a running operation from any thread; a waiting mailoauth_op_wait
+ * returns MAILOAUTH_CANCELLED promptly (a consent's loopback listener
+ * closes; an account test's running step ends and the rest are skipped).
+ * Cancelling a finished operation changes nothing.
  * @param op the operation; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
  * @return MAILOAUTH_OK, MAILOAUTH_INVALID_ARGUMENT.
  * Returns immediately.

@@ -142,6 +142,12 @@ impl Context {
         Ok(store)
     }
 
+    /// Whether grants live in the host's store (whose callbacks may run
+    /// only on a thread inside a library call).
+    pub fn uses_host_store(&self) -> bool {
+        self.slot().host.is_some()
+    }
+
     /// Sets the 32-byte key of `key` protection (copied; zeroed when dropped).
     pub fn set_cache_key(&self, key: &[u8]) -> Result<()> {
         // Checks the length the same way the codec will.

@@ -5,6 +5,7 @@
 //! The safe Rust core (`config`, `context`, …) knows nothing of C; the
 //! `extern "C"` surface described in `include/mailoauth.h` lives in [`ffi`].
 
+pub mod account_test;
 pub mod auth;
 pub mod cache;
 pub mod config;

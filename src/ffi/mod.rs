@@ -29,6 +29,7 @@
 
 #[macro_use]
 mod boundary;
+pub mod account_test;
 pub mod context;
 pub mod error;
 mod handles;

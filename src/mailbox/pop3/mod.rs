@@ -546,7 +546,7 @@ impl<S: Read + Write> Session<S> {
     }
 
     /// Sends a command and expects `+OK`.
-    fn command(&mut self, cmd: &str, what: &str) -> Result<String> {
+    pub fn command(&mut self, cmd: &str, what: &str) -> Result<String> {
         self.usable()?;
         self.send(cmd)?;
         match self.reply(what)? {
