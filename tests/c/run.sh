@@ -33,7 +33,7 @@ export MAILOAUTH_TEST_CA_PEM="$CA_PEM"
 
 CFLAGS=(-std=c11 -Wall -Wextra -Werror -g -I"$ROOT/include" -I"$HERE")
 LDFLAGS=(-L"$LIBDIR" -lmailoauth -Wl,-rpath,"$LIBDIR" -lpthread)
-PROGRAMS=(test_foundation test_tokens test_smtp test_mailbox)
+PROGRAMS=(test_foundation test_tokens test_smtp test_mailbox test_account)
 
 for prog in "${PROGRAMS[@]}"; do
     echo "== compile $prog (ASan + UBSan)"
