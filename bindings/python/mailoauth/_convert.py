@@ -18,13 +18,13 @@ import ctypes
 import json
 import operator
 import os
-from typing import Any, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 from .codes import INVALID_ARGUMENT, INVALID_CONFIG, Result
 from .errors import MailOAuthError
 
 Text = Union[str, bytes]
-JsonIn = Union[str, bytes, dict, list]
+JsonIn = Union[str, bytes, Dict[str, Any], List[Any]]
 BytesIn = Union[bytes, bytearray, memoryview]
 PathIn = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
@@ -72,7 +72,7 @@ def json_in(value: JsonIn, what: str, function: str = "") -> bytes:
 def path_in(value: PathIn, what: str, function: str = "") -> bytes:
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
-    data = utf8(value, what, function)  # type: ignore[arg-type]
+    data = utf8(value, what, function)
     if data is None:
         raise TypeError(f"{what} must not be None")
     return data

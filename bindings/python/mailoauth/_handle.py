@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from ctypes import c_void_p
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, TypeVar
 
 from .codes import INVALID_ARGUMENT
 
@@ -39,7 +39,7 @@ class Handle:
 
     # -- for the subclasses ------------------------------------------------
 
-    def _call(self, name: str, *args: Any, allow: tuple = (0,)) -> int:
+    def _call(self, name: str, *args: Any, allow: Tuple[int, ...] = (0,)) -> int:
         """Calls export `name` with this handle first; raises on failure."""
         fn = self._lib.fn(name)
         h = self._enter(name)

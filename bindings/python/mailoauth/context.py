@@ -53,14 +53,14 @@ class Context(Handle):
 
     # -- context ---------------------------------------------------------------------
 
-    def _out_json(self, name: str, *args: Any) -> Any:
+    def _out_dict(self, name: str, *args: Any) -> Dict[str, Any]:
         out = c_void_p()
         self._call(name, *args, ctypes.byref(out))
-        return self._lib._take_json(out)
+        return self._lib._take_dict(out, name)
 
     def describe(self) -> Dict[str, Any]:
         """The configuration as resolved (endpoints, scopes, servers …), never a secret."""
-        return self._out_json("mailoauth_context_describe")
+        return self._out_dict("mailoauth_context_describe")
 
     def cancel(self) -> None:
         """Cancels every call running on this context (any thread): they raise ``CANCELLED``."""
@@ -116,7 +116,8 @@ class Context(Handle):
         """Runs the account test; the steps ``[{"step", "code", "name", "message", "hint",
         "server_reply", "ms"}]`` (a failed step does not stop the others)."""
         with self.account_test_begin(request) as op:
-            return self._finish(op, timeout_ms, "account test").get("steps", [])
+            steps = self._finish(op, timeout_ms, "account test").get("steps", [])
+            return list(steps)
 
     def _begin(self, name: str, request: JsonIn) -> Operation:
         h = c_void_p()
@@ -160,7 +161,9 @@ class Context(Handle):
 
     def account_list(self) -> List[Dict[str, Any]]:
         """The cached accounts (``account``, ``state``, ``protocols``, …), never a secret."""
-        return self._out_json("mailoauth_account_list")
+        out = c_void_p()
+        self._call("mailoauth_account_list", ctypes.byref(out))
+        return self._lib._take_list(out, "mailoauth_account_list")
 
     def account_remove(self, account: Text) -> None:
         """Signs `account` out: its grant is removed from the store (``NOT_FOUND`` if none)."""
@@ -173,19 +176,19 @@ class Context(Handle):
         """Sends ``{"account", "message": {"from", "to", "subject", "text", …}}``;
         returns ``{"message_id", "accepted", "server_reply"}``."""
         f = "mailoauth_smtp_send"
-        return self._out_json(f, json_in(request, "the request", f))
+        return self._out_dict(f, json_in(request, "the request", f))
 
     def smtp_send_mime(self, request: JsonIn, mime: BytesIn) -> Dict[str, Any]:
         """Sends the host's RFC 5322 bytes with ``"envelope": {"from", "to"}`` or ``"from_headers"``."""
         f = "mailoauth_smtp_send_mime"
         with InBuffer(mime, "the message") as b:
-            return self._out_json(f, json_in(request, "the request", f), b.buf, b.len)
+            return self._out_dict(f, json_in(request, "the request", f), b.buf, b.len)
 
     def smtp_forward(self, request: JsonIn, original: BytesIn) -> Dict[str, Any]:
         """Forwards a polled message's bytes: ``{"account", "to", "mode": "attachment" | "inline" | "redirect"}``."""
         f = "mailoauth_smtp_forward"
         with InBuffer(original, "the original message") as b:
-            return self._out_json(f, json_in(request, "the request", f), b.buf, b.len)
+            return self._out_dict(f, json_in(request, "the request", f), b.buf, b.len)
 
     # -- mailboxes --------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ thread (the library's last error is thread-local).
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 
 class MailOAuthError(Exception):
@@ -75,7 +75,7 @@ class MailOAuthError(Exception):
             raise AttributeError(key)
         return self.__dict__.get("error", {}).get(key)
 
-    def __reduce__(self):  # picklable across processes (multiprocessing)
+    def __reduce__(self) -> Tuple[Any, ...]:  # picklable across processes (multiprocessing)
         return (type(self), (self.code, self.name, self.message, self.error, self.function))
 
 

@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 from ctypes import c_void_p
-from typing import Any, Callable, Dict, Iterable, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set
 
 from . import _signatures as sig
 from ._convert import BytesIn, InBuffer, integer
@@ -115,6 +115,18 @@ class Library:
         s = self._take_string(p)
         return None if s is None else json.loads(s)
 
+    def _take_dict(self, p: c_void_p, function: str) -> Dict[str, Any]:
+        v = self._take_json(p)
+        if not isinstance(v, dict):
+            raise TypeError(f"{function} returned {type(v).__name__}, not a JSON object")
+        return v
+
+    def _take_list(self, p: c_void_p, function: str) -> List[Dict[str, Any]]:
+        v = self._take_json(p)
+        if not isinstance(v, list):
+            raise TypeError(f"{function} returned {type(v).__name__}, not a JSON array")
+        return v
+
     def _take_secret_str(self, p: c_void_p) -> Optional[str]:
         """Copies a token into a str and frees the library's with mailoauth_secret_free."""
         if not p.value:
@@ -149,7 +161,7 @@ class Library:
 
     def version(self) -> str:
         """The library's version, e.g. ``"0.1.0"``."""
-        return self.raw.mailoauth_version().decode("utf-8")
+        return str(self.raw.mailoauth_version().decode("utf-8"))
 
     def abi_version(self) -> int:
         """The C ABI version the library implements."""
@@ -157,7 +169,7 @@ class Library:
 
     def result_str(self, code: int) -> str:
         """The static English name of a result code."""
-        return self.raw.mailoauth_result_str(code).decode("utf-8")
+        return str(self.raw.mailoauth_result_str(code).decode("utf-8"))
 
     def last_error(self) -> Dict[str, Any]:
         """This thread's last error record (``{"code": 0, "name": "OK"}`` when none)."""
@@ -165,7 +177,7 @@ class Library:
         rc = self.raw.mailoauth_last_error(ctypes.byref(out))
         if rc != OK:
             return {"code": rc, "name": self.result_str(rc), "message": "mailoauth_last_error failed"}
-        return self._take_json(out) or {}
+        return self._take_dict(out, "mailoauth_last_error")
 
     def last_error_message(self) -> str:
         """This thread's last error message (through mailoauth_last_error_message)."""
@@ -191,7 +203,7 @@ class Library:
             return
         if not callable(fn):
             raise TypeError("the logger must be callable or None")
-        reported: set = set()
+        reported: Set[type] = set()
 
         def trampoline(_user_data: Any, level: int, message: Optional[bytes]) -> None:
             try:
@@ -231,8 +243,8 @@ def _strlen(addr: int) -> int:
 def python_logging(logger: Optional[logging.Logger] = None) -> LogCallback:
     """A logger callback forwarding to the ``logging`` module (logger ``mailoauth.native``)."""
     target = logger or logging.getLogger("mailoauth.native")
-    levels = {LogLevel.ERROR: logging.ERROR, LogLevel.WARNING: logging.WARNING, LogLevel.INFO: logging.INFO,
-              LogLevel.DEBUG: logging.DEBUG, LogLevel.TRACE: 5}
+    levels: Dict[int, int] = {LogLevel.ERROR: logging.ERROR, LogLevel.WARNING: logging.WARNING,
+                              LogLevel.INFO: logging.INFO, LogLevel.DEBUG: logging.DEBUG, LogLevel.TRACE: 5}
 
     def forward(level: int, message: str) -> None:
         target.log(levels.get(level, logging.DEBUG), "%s", message)

@@ -37,7 +37,7 @@ class Mailbox(Handle):
         "from", "to", "subject", "date", "message_id"}]``."""
         out = c_void_p()
         self._call("mailoauth_mailbox_poll", integer(max_messages, "max_messages"), ctypes.byref(out))
-        return self._lib._take_json(out)
+        return self._lib._take_list(out, "mailoauth_mailbox_poll")
 
     def fetch(self, message_id: Text) -> bytes:
         """The raw RFC 5322 bytes of one message (``TOO_LARGE`` beyond the configured limit)."""
@@ -66,7 +66,7 @@ class Mailbox(Handle):
         """IMAP folders: ``[{"name", "delimiter", "special"}]``."""
         out = c_void_p()
         self._call("mailoauth_mailbox_list_folders", ctypes.byref(out))
-        return self._lib._take_json(out)
+        return self._lib._take_list(out, "mailoauth_mailbox_list_folders")
 
     def cancel(self) -> None:
         """Makes the call running on this mailbox (any thread) return ``CANCELLED``."""

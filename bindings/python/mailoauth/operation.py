@@ -79,10 +79,10 @@ class Operation(Handle):
             raise
         return self.result()
 
-    def _out(self, name: str) -> Any:
+    def _out(self, name: str) -> Dict[str, Any]:
         out = c_void_p()
         self._call(name, ctypes.byref(out))
-        return self._lib._take_json(out)
+        return self._lib._take_dict(out, name)
 
     def info(self) -> Dict[str, Any]:
         """``{"state", "authorize_url", "user_code", "verification_uri", "message", "expires_at"}`` (when known)."""

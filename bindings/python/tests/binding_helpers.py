@@ -64,3 +64,32 @@ def eventually(cond: Callable[[], object], what: str, timeout_s: float = 30) -> 
             return v
         assert time.monotonic() < end, f"{what}: not within {timeout_s} s"
         time.sleep(0.05)
+
+
+def in_thread(fn: Callable[[], object]):
+    """Runs `fn` in a thread; returns (thread, out) where out gets
+    ``{"result": …}`` or ``{"code": …}`` (a MailOAuthError's code)."""
+    import threading
+
+    out: dict = {}
+
+    def run() -> None:
+        try:
+            out["result"] = fn()
+        except mailoauth.MailOAuthError as e:
+            out["code"] = e.code
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, out
+
+
+def closed_port() -> int:
+    """A loopback TCP port nothing listens on (bound, then released)."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port

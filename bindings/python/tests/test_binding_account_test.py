@@ -5,12 +5,10 @@ polled and its steps read; bad requests are refused."""
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 import mailoauth
-from binding_helpers import ALICE, eventually, sign_in
+from binding_helpers import ALICE, closed_port, eventually, sign_in
 from mailoauth import MailOAuthError
 
 
@@ -42,10 +40,7 @@ def test_without_a_grant_every_step_needs_consent(ctx):
 
 
 def test_a_failing_server_fails_only_its_step(lib, config, idp):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()  # nothing listens there now
+    port = closed_port()
     cfg = dict(config)
     cfg["servers"] = dict(config["servers"], smtp={"host": "127.0.0.1", "port": port, "security": "none"})
     with mailoauth.Context(cfg, library=lib) as c:

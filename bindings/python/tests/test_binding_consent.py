@@ -11,7 +11,7 @@ import threading
 import pytest
 
 import mailoauth
-from binding_helpers import ALICE, BOB, eventually
+from binding_helpers import ALICE, BOB, eventually, in_thread
 from mailoauth import MailOAuthError
 from stackutil import follow_authorize
 
@@ -78,22 +78,13 @@ def test_declined_is_raised_by_wait(ctx, idp):
         assert e.value.code == mailoauth.DECLINED
 
 
-def _waiter(op, out: dict) -> threading.Thread:
-    def run():
-        try:
-            out["done"] = op.wait(-1)
-        except MailOAuthError as e:
-            out["code"] = e.code
-
-    t = threading.Thread(target=run)
-    t.start()
-    return t
+def _waiter(op):
+    return in_thread(lambda: op.wait(-1))
 
 
 def test_cancel_from_another_thread(ctx, idp):
     with begin(ctx) as op:
-        out: dict = {}
-        t = _waiter(op, out)
+        t, out = _waiter(op)
         while t.is_alive():  # until the waiting call has seen it
             op.cancel()
             t.join(0.05)
@@ -103,8 +94,7 @@ def test_cancel_from_another_thread(ctx, idp):
 
 def test_close_from_another_thread_cancels_the_wait(ctx, idp):
     op = begin(ctx)
-    out: dict = {}
-    t = _waiter(op, out)
+    t, out = _waiter(op)
     eventually(lambda: op._busy, "the waiter is inside op_wait")
     op.close()  # cancels, waits for the waiter to leave, frees
     t.join(10)
@@ -115,8 +105,7 @@ def test_close_from_another_thread_cancels_the_wait(ctx, idp):
 def test_closing_the_context_cancels_its_operation(lib, config, idp):
     c = mailoauth.Context(config, library=lib)
     op = begin(c)
-    out: dict = {}
-    t = _waiter(op, out)
+    t, out = _waiter(op)
     eventually(lambda: op._busy, "the waiter is inside op_wait")
     c.close()
     t.join(10)

@@ -15,7 +15,7 @@ import threading
 import pytest
 
 import mailoauth
-from binding_helpers import ALICE, eventually, sign_in
+from binding_helpers import ALICE, eventually, in_thread, sign_in
 from mailoauth import MailOAuthError, MemoryStore
 
 
@@ -45,7 +45,7 @@ def test_the_context_manager_frees_the_handle(lib, offline_config):
 def test_an_exception_inside_the_with_block_still_frees(lib, offline_config):
     with pytest.raises(ZeroDivisionError):
         with mailoauth.Context(offline_config, library=lib) as c:
-            1 / 0
+            raise ZeroDivisionError("in the with block")
     assert c.closed
 
 
@@ -70,22 +70,13 @@ def stuck(lib, config, idp, silent_smtp):
     c.close()
 
 
-def _sender(c, out: dict) -> threading.Thread:
-    def run():
-        try:
-            out["result"] = c.smtp_send({"account": ALICE, "timeout_ms": 120_000,
-                                         "message": {"to": ["x@contoso.test"], "subject": "s", "text": "t"}})
-        except MailOAuthError as e:
-            out["code"] = e.code
-
-    t = threading.Thread(target=run)
-    t.start()
-    return t
+def _sender(c):
+    return in_thread(lambda: c.smtp_send({"account": ALICE, "timeout_ms": 120_000,
+                                          "message": {"to": ["x@contoso.test"], "subject": "s", "text": "t"}}))
 
 
 def test_cancel_from_another_thread(stuck):
-    out: dict = {}
-    t = _sender(stuck, out)
+    t, out = _sender(stuck)
     while t.is_alive():  # until the blocked call has seen it
         stuck.cancel()
         t.join(0.05)
@@ -94,8 +85,7 @@ def test_cancel_from_another_thread(stuck):
 
 
 def test_close_from_another_thread_cancels_then_frees(stuck):
-    out: dict = {}
-    t = _sender(stuck, out)
+    t, out = _sender(stuck)
     eventually(lambda: stuck._busy, "the sender is inside smtp_send")
     stuck.close()
     t.join(10)

@@ -5,22 +5,13 @@ provider_code, server_reply and rejected, retry_after_s; never a secret."""
 from __future__ import annotations
 
 import pickle
-import socket
 import threading
 
 import pytest
 
 import mailoauth
-from binding_helpers import ALICE, CAROL, sign_in
+from binding_helpers import ALICE, CAROL, closed_port, sign_in
 from mailoauth import MailOAuthError
-
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def unreachable_idp(lib, tmp_path, language: str) -> mailoauth.Context:

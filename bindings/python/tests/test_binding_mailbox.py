@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import ctypes
 import itertools
-import threading
 
 import pytest
 
 import mailoauth
-from binding_helpers import BOB, eventually, seed, sign_in, stored
+from binding_helpers import BOB, eventually, in_thread, seed, sign_in, stored
 from mailoauth import MailOAuthError
 
 _seeds = itertools.count(int.from_bytes(__import__("os").urandom(2), "big") * 10)
@@ -69,23 +68,14 @@ def test_wait_timeout_and_folders(bob):
         assert e.value.code != mailoauth.OK
 
 
-def _waiter(mb, out: dict) -> threading.Thread:
-    def run():
-        try:
-            out["new_mail"] = mb.wait(120_000)
-        except MailOAuthError as e:
-            out["code"] = e.code
-
-    t = threading.Thread(target=run)
-    t.start()
-    return t
+def _waiter(mb):
+    return in_thread(lambda: mb.wait(120_000))
 
 
 def test_cancel_a_wait_from_another_thread(bob):
     with bob.mailbox_open(request("imap")) as mb:
         mb.poll()
-        out: dict = {}
-        t = _waiter(mb, out)
+        t, out = _waiter(mb)
         while t.is_alive():  # until the waiting call has seen it
             mb.cancel()
             t.join(0.05)
@@ -96,8 +86,7 @@ def test_cancel_a_wait_from_another_thread(bob):
 def test_close_from_another_thread_cancels_then_frees(bob):
     mb = bob.mailbox_open(request("imap"))
     mb.poll()
-    out: dict = {}
-    t = _waiter(mb, out)
+    t, out = _waiter(mb)
     eventually(lambda: mb._busy, "the waiter is inside mailbox_wait")
     mb.close()
     t.join(10)

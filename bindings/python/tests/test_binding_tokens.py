@@ -4,7 +4,6 @@ account_remove; the token works at the mail server (IMAP XOAUTH2)."""
 
 from __future__ import annotations
 
-import base64
 import imaplib
 import ssl
 
