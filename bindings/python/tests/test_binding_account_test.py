@@ -12,12 +12,6 @@ from binding_helpers import ALICE, closed_port, eventually, sign_in
 from mailoauth import MailOAuthError
 
 
-@pytest.fixture(autouse=True)
-def _exported(lib):
-    if not lib.has("mailoauth_account_test_begin"):
-        pytest.skip("libmailoauth does not export mailoauth_account_test_begin yet")
-
-
 def by_step(steps: list) -> dict:
     return {s["step"]: s for s in steps}
 

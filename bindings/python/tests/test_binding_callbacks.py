@@ -215,3 +215,34 @@ def test_store_is_used_from_many_threads(lib, config, idp):
         for t in threads:
             t.join()
         assert errors == []
+
+
+def test_blob_set_low_level(lib, config, idp):
+    """Library.blob_set from a raw load callback (the C shape), and outside one."""
+    from mailoauth import _signatures as sig
+
+    with pytest.raises(MailOAuthError) as e:
+        lib.blob_set(None, b"abc")
+    assert e.value.code == mailoauth.INVALID_ARGUMENT
+    blobs: dict = {}
+
+    def load(_ud, key, sink):
+        if key.decode() in blobs:
+            lib.blob_set(sink, blobs[key.decode()])
+        return 0
+
+    def save(_ud, key, data, n):
+        blobs[key.decode()] = bytes(data[:n])
+        return 0
+
+    with mailoauth.Context(keyed(config), library=lib) as c:
+        c.set_cache_key(KEY)
+        c._register_store(sig.STORE_LOAD_FN(load), sig.STORE_SAVE_FN(save), sig.STORE_LOCK_FN())
+        sign_in(c, idp, ALICE)
+    with mailoauth.Context(keyed(config), library=lib) as c:
+        c.set_cache_key(KEY)
+        c.set_store(MemoryStore())
+        c.set_store(None)
+        c._register_store(sig.STORE_LOAD_FN(load), sig.STORE_SAVE_FN(save), sig.STORE_LOCK_FN())
+        assert c.token_get(ALICE, "imap")
+    assert f"grant:{ALICE}" in blobs

@@ -124,3 +124,20 @@ def test_system_loader_name_is_the_platform_file(monkeypatch, tmp_path):
     monkeypatch.setattr(_loader, "__file__", str(tmp_path / "_loader.py"))  # nothing beside it
     monkeypatch.setattr(_loader.ctypes.util, "find_library", lambda name: None)
     assert _loader.find_library() == "libmailoauth.so"
+
+
+def test_module_level_helpers(lib):
+    assert mailoauth.version() == lib.version()
+    got = []
+    mailoauth.set_logger(mailoauth.LOG_TRACE, lambda level, msg: got.append(msg))
+    try:
+        # an unknown key with ignore_unknown_keys is logged as a warning
+        mailoauth.Context({"client_id": "x", "unknown_key_for_the_log": 1, "ignore_unknown_keys": True},
+                          library=lib).close()
+    finally:
+        mailoauth.set_logger(mailoauth.LOG_ERROR, None)
+    assert any("unknown_key_for_the_log" in m for m in got), got
+    with pytest.raises(TypeError):
+        mailoauth.set_logger(mailoauth.LOG_INFO, "not callable")
+    with pytest.raises(TypeError):
+        mailoauth.set_logger("3", None)

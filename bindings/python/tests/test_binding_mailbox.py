@@ -113,6 +113,20 @@ def test_context_manager_frees_the_handle_and_busy(bob, lib):
         pass
 
 
+def test_a_forgotten_mailbox_is_freed_by_the_garbage_collector(bob):
+    import gc
+
+    mb = bob.mailbox_open(request("imap"))
+    mb.poll()
+    with pytest.raises(MailOAuthError) as e:
+        bob.mailbox_open(request("imap", lock_timeout_ms=0))
+    assert e.value.code == mailoauth.BUSY
+    del mb
+    gc.collect()
+    with bob.mailbox_open(request("imap", lock_timeout_ms=2000)) as again:  # the poll state was released
+        assert again.poll() == []
+
+
 def test_bad_mailbox_input(bob):
     with bob.mailbox_open(request("imap")) as mb:
         for bad_id in (None, b"\xff", "1:1\r\n"):

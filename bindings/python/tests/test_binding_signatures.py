@@ -17,8 +17,8 @@ from mailoauth import _signatures as sig
 
 HEADER = Path(__file__).resolve().parents[3] / "include" / "mailoauth.h"
 
-# Exports the binding declares ahead of the header (being added right now).
-AHEAD_OF_HEADER = {"mailoauth_account_test_begin"}
+# Exports the binding may declare ahead of the header (none at the moment).
+AHEAD_OF_HEADER: set = set()
 
 CALLBACKS = {
     "mailoauth_log_fn": sig.LOG_FN,
@@ -94,7 +94,8 @@ def allowed(ctype: str, position: str):
 
 def test_the_header_parses():
     fns = header_functions()
-    assert len(fns) >= 38, sorted(fns)
+    assert len(fns) >= 39, sorted(fns)
+    assert "mailoauth_account_test_begin" in fns
     assert fns["mailoauth_mailbox_fetch"] == (
         "int32_t", ["mailoauth_mailbox *", "const char *", "uint8_t **", "int64_t *"])
     assert fns["mailoauth_version"] == ("const char *", [])
