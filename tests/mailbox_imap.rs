@@ -40,20 +40,6 @@ fn login_to(
     .unwrap_or_else(|e| panic!("login: {e:?}"))
 }
 
-/// What Dovecot's IMAP (non-BINARY FETCH) makes of a stored message: bare
-/// LF to CRLF, NUL to 0x80.
-fn server_normalised(m: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(m.len() + 16);
-    for (i, &b) in m.iter().enumerate() {
-        match b {
-            b'\n' if i == 0 || m[i - 1] != b'\r' => out.extend_from_slice(b"\r\n"),
-            0 => out.push(0x80),
-            _ => out.push(b),
-        }
-    }
-    out
-}
-
 #[test]
 fn fetch_everything_over_both_tls_modes() {
     let Some(st) = stack() else { return };
@@ -63,7 +49,7 @@ fn fetch_everything_over_both_tls_modes() {
     let mut expected: Vec<Vec<u8>> = st
         .stored_messages(&user, None)
         .iter()
-        .map(|m| server_normalised(m))
+        .map(|m| imap_normalised(m))
         .collect();
     expected.sort();
 

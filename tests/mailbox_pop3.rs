@@ -23,21 +23,6 @@ fn login(st: &Stack, user: &str, token: &Secret, security: Security, ob: bool) -
     s
 }
 
-/// What Dovecot's POP3 makes of a stored message when it sends it.
-fn server_normalised(m: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(m.len() + 16);
-    for (i, &b) in m.iter().enumerate() {
-        match b {
-            b'\n' if i == 0 || m[i - 1] != b'\r' => out.extend_from_slice(b"\r\n"),
-            _ => out.push(b),
-        }
-    }
-    if !out.is_empty() && !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
-
 #[test]
 fn fetch_everything_pipelined_over_both_tls_modes() {
     let Some(st) = stack() else { return };
@@ -73,7 +58,7 @@ fn fetch_everything_pipelined_over_both_tls_modes() {
         assert_eq!(got.len(), stored.len());
         let mut sorted = got.clone();
         sorted.sort();
-        let mut expected: Vec<Vec<u8>> = stored.iter().map(|m| server_normalised(m)).collect();
+        let mut expected: Vec<Vec<u8>> = stored.iter().map(|m| pop3_normalised(m)).collect();
         expected.sort();
         let differ = sorted.iter().zip(&expected).filter(|(a, b)| a != b).count();
         assert_eq!(differ, 0, "{differ} of {} messages differ", stored.len());

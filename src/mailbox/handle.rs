@@ -34,7 +34,7 @@
 //! (at least once: nothing is lost, but acknowledged messages can repeat).
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write as _;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -47,6 +47,7 @@ use crate::context::Context;
 use crate::error::{Error, ErrorKind, Result};
 use crate::i18n::Text;
 use crate::log;
+use crate::mailbox::file::MessageFile;
 use crate::mailbox::net::{Endpoint, Interrupt};
 use crate::mailbox::state::{self, Action, Fingerprint, Id, PollState};
 use crate::mailbox::summary::Summary;
@@ -62,6 +63,9 @@ const MAX_NAME_LEN: usize = 998;
 /// Read-ahead: bodies fetched in one go after the one asked for.
 const AHEAD_BYTES: u64 = 16 * 1024 * 1024;
 const AHEAD_MESSAGES: usize = 100;
+/// `fetch_to_file` streams messages larger than this (or of unknown size);
+/// smaller ones take the ordinary fetch with its read-ahead.
+pub const STREAM_ABOVE: u64 = 1024 * 1024;
 /// The most messages one poll returns.
 pub const MAX_POLL: usize = 10_000;
 /// `wait` over IMAP: the least time between two looks after a change.
@@ -968,12 +972,63 @@ impl Mailbox {
         self.call(|mb, inner| mb.fetch_in(inner, id))
     }
 
-    /// Writes one message's bytes to `path` (created or replaced).
+    /// Writes one message's bytes to `path` (created or replaced). The
+    /// bytes go to a temporary file in the same directory as they arrive
+    /// (a message larger than [`STREAM_ABOVE`] is never whole in memory),
+    /// which is synced and renamed over `path` once complete: `path` is
+    /// either untouched or the whole message.
     pub fn fetch_to_file(&self, id: &str, path: &std::path::Path) -> Result<()> {
-        self.call(|mb, inner| {
-            let bytes = mb.fetch_in(inner, id)?;
-            write_file(path, &bytes)
-        })
+        self.call(|mb, inner| mb.fetch_to_file_in(inner, id, path))
+    }
+
+    fn fetch_to_file_in(&self, inner: &mut Inner, id_text: &str, path: &Path) -> Result<()> {
+        let id = Id::parse(id_text, self.protocol).map_err(|_| unknown_id(id_text))?;
+        let mut file = MessageFile::create(path)?;
+        if let Some(b) = inner.ahead.remove(id_text) {
+            file.put(&b)?;
+            return file.commit();
+        }
+        let known = inner
+            .last_poll
+            .iter()
+            .find(|(i, _)| i == id_text)
+            .map(|(_, size)| *size);
+        if known.is_some_and(|size| size <= STREAM_ABOVE) {
+            // Small: the ordinary fetch with its read-ahead of the next
+            // messages (one round trip per window).
+            let b = self.fetch_in(inner, id_text)?;
+            file.put(&b)?;
+            return file.commit();
+        }
+        let r = match id {
+            Id::Pop3(uidl) => self.stream_pop3(inner, &uidl, &mut file),
+            Id::Imap { uid_validity, uid } => self.with_imap(inner, |s| {
+                if s.selected().map(|sel| sel.uid_validity) != Some(uid_validity) {
+                    return Err(unknown_id(id_text));
+                }
+                file.reset()?;
+                s.fetch_to(uid, &mut file)
+            }),
+        };
+        match r {
+            // A failed write is the file's fault, not the server's.
+            Err(e) => Err(file.failure().unwrap_or(match e.kind {
+                ErrorKind::NotFound => unknown_id(id_text),
+                _ => e,
+            })),
+            Ok(_) => file.commit(),
+        }
+    }
+
+    fn stream_pop3(&self, inner: &mut Inner, uidl: &str, file: &mut MessageFile) -> Result<u64> {
+        self.ensure(inner)?;
+        let Some(Conn::Pop3(p)) = &mut inner.conn else {
+            return Err(Error::internal("not a POP3 session"));
+        };
+        let Some(&(msg, size)) = p.entries.get(uidl) else {
+            return Err(unknown_id(uidl));
+        };
+        p.s.retr_to(msg, size, file)
     }
 
     fn fetch_in(&self, inner: &mut Inner, id_text: &str) -> Result<Vec<u8>> {
@@ -1399,23 +1454,6 @@ fn is_retryable(e: &Error) -> bool {
                 | ErrorKind::ConsentRequired
                 | ErrorKind::Tls
         )
-}
-
-fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    let fail = |e: std::io::Error| {
-        let p = shown(&path.to_string_lossy());
-        Error::new(
-            ErrorKind::InvalidArgument,
-            Text::new(
-                format!("cannot write the file '{p}': {e}"),
-                format!("die Datei '{p}' kann nicht geschrieben werden: {e}"),
-            ),
-        )
-    };
-    let mut f = std::fs::File::create(path).map_err(fail)?;
-    f.write_all(bytes).map_err(fail)?;
-    f.sync_all().map_err(fail)?;
-    Ok(())
 }
 
 /// Ids as a set (tests, diagnostics).

@@ -10,6 +10,7 @@
 //! - [`state`]: the poll state (acknowledged ids, pending changes) in the
 //!   token cache's store.
 
+pub mod file;
 pub mod handle;
 pub mod imap;
 pub mod net;

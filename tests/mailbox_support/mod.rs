@@ -244,6 +244,35 @@ impl Stack {
     }
 }
 
+/// What Dovecot's IMAP (non-BINARY FETCH) makes of a stored message: bare
+/// LF to CRLF, NUL to 0x80.
+pub fn imap_normalised(m: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(m.len() + 16);
+    for (i, &b) in m.iter().enumerate() {
+        match b {
+            b'\n' if i == 0 || m[i - 1] != b'\r' => out.extend_from_slice(b"\r\n"),
+            0 => out.push(0x80),
+            _ => out.push(b),
+        }
+    }
+    out
+}
+
+/// What Dovecot's POP3 makes of a stored message when it sends it.
+pub fn pop3_normalised(m: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(m.len() + 16);
+    for (i, &b) in m.iter().enumerate() {
+        match b {
+            b'\n' if i == 0 || m[i - 1] != b'\r' => out.extend_from_slice(b"\r\n"),
+            _ => out.push(b),
+        }
+    }
+    if !out.is_empty() && !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
 /// A user nobody else uses (Dovecot creates the maildir on first use).
 pub fn unique_user(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()

@@ -20,6 +20,7 @@
 // ASan's leak check at exit covers "RAII frees everything".
 // Prints one line per failing check and "N passed, N failed".
 #include "testutil.hpp"
+#include "alloc_audit.hpp"
 
 #include <dlfcn.h>
 #include <map>
@@ -632,5 +633,9 @@ int main()
     }
     test_host_store();
     tu::idp_admin("/admin/reset", "{}");
+    long produced = 0;
+    const std::string leaks = audit::report(&produced);
+    CHECK(produced > 0, "the allocation audit saw nothing: linked without the -Wl,--wrap options of run-tests.sh?");
+    CHECK(leaks.empty(), "library memory and handles the wrapper did not release: ", leaks);
     return tu::summary();
 }

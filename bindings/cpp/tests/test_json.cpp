@@ -20,6 +20,7 @@
 // - secret_string moves.
 // Prints one line per failing check and "N passed, N failed".
 #include "testutil.hpp"
+#include "alloc_audit.hpp"
 
 #include <random>
 
@@ -507,5 +508,9 @@ int main()
     test_library_errors();
     test_secret_and_moves();
     test_logger_basics();
+    long produced = 0;
+    const std::string leaks = audit::report(&produced);
+    CHECK(produced > 0, "the allocation audit saw nothing: linked without the -Wl,--wrap options of run-tests.sh?");
+    CHECK(leaks.empty(), "library memory and handles the wrapper did not release: ", leaks);
     return tu::summary();
 }

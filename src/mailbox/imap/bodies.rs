@@ -55,8 +55,22 @@ impl Session {
         max_literal: u64,
         what: &str,
     ) -> Result<Response> {
-        match resp::read_response(&mut w.conn, Limits { max_literal }, left) {
-            Ok(Some(r)) => {
+        self.next_response_into(w, left, max_literal, what, None)
+            .map(|(r, _)| r)
+    }
+
+    /// [`Session::next_response`] with a `BODY[]` literal written to `sink`
+    /// ([`resp::read_response_into`]); also the bytes written there.
+    fn next_response_into(
+        &mut self,
+        w: &mut Wire,
+        left: &mut u64,
+        max_literal: u64,
+        what: &str,
+        sink: Option<&mut dyn io::Write>,
+    ) -> Result<(Response, Option<u64>)> {
+        match resp::read_response_into(&mut w.conn, Limits { max_literal }, left, sink) {
+            Ok((Some(r), streamed)) => {
                 match &r {
                     Response::Exists(n) => {
                         self.changed = true;
@@ -69,9 +83,9 @@ impl Session {
                     Response::Bye(t) => self.budget.note_bye(t.clone()),
                     _ => {}
                 }
-                Ok(r)
+                Ok((r, streamed))
             }
-            Ok(None) => Err(self.lost(RespError::Eof, what)),
+            Ok((None, _)) => Err(self.lost(RespError::Eof, what)),
             Err(e) => Err(self.lost(e, what)),
         }
     }
@@ -123,15 +137,17 @@ impl Session {
     }
 
     /// Runs one of our own commands to its tagged reply, handing each FETCH
-    /// to `on`. A tagged NO is returned (the caller decides); BAD is a
-    /// protocol error.
+    /// to `on` (with the bytes of its `BODY[]` written to `sink`, for the
+    /// first response that has one). A tagged NO is returned (the caller
+    /// decides); BAD is a protocol error.
     fn own_command(
         &mut self,
         cmd: &str,
         budget: u64,
         max_literal: u64,
         what: &str,
-        mut on: impl FnMut(resp::Fetch),
+        mut sink: Option<&mut dyn io::Write>,
+        mut on: impl FnMut(resp::Fetch, Option<u64>),
     ) -> Result<Status> {
         self.begin_with(COMMAND_BUDGET, false)?;
         let wire = self.wire.clone();
@@ -139,8 +155,14 @@ impl Session {
         let tag = self.send_own(&mut w, cmd, what)?;
         let mut left = budget;
         loop {
-            match self.next_response(&mut w, &mut left, max_literal, what)? {
-                Response::Fetch(f) => on(f),
+            let out = sink.as_mut().map(|s| &mut **s as &mut dyn io::Write);
+            let (r, streamed) =
+                self.next_response_into(&mut w, &mut left, max_literal, what, out)?;
+            if streamed.is_some() {
+                sink = None;
+            }
+            match r {
+                Response::Fetch(f) => on(f, streamed),
                 Response::Tagged {
                     tag: t,
                     status,
@@ -186,7 +208,7 @@ impl Session {
         let uids: Vec<u32> = window.iter().map(|(u, _)| *u).collect();
         let mut got = HashMap::with_capacity(window.len());
         let cmd = format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(&uids));
-        self.own_command(&cmd, budget, max, "UID FETCH (bodies)", |mut f| {
+        self.own_command(&cmd, budget, max, "UID FETCH (bodies)", None, |mut f, _| {
             if let Some(uid) = f.uid
                 && wanted.contains(&uid)
                 && let Some(body) = f.take_section("")
@@ -308,6 +330,69 @@ impl Session {
         body.ok_or_else(|| not_found(uid))
     }
 
+    /// One message's raw bytes written to `out` as they arrive (never held
+    /// in memory; a body already read ahead is written from there), with
+    /// its size checked against `max_message_bytes` first. Returns the
+    /// bytes written. A failed write leaves the session broken (the
+    /// response was not read to its end): the owner reconnects.
+    pub fn fetch_to(&mut self, uid: u32, out: &mut dyn io::Write) -> Result<u64> {
+        if let Some(b) = self.ahead.remove(&uid) {
+            out.write_all(&b).map_err(|e| {
+                Error::new(
+                    ErrorKind::InvalidArgument,
+                    Text::new(
+                        format!("the message could not be written: {e}"),
+                        format!("die Nachricht konnte nicht geschrieben werden: {e}"),
+                    ),
+                )
+            })?;
+            return Ok(b.len() as u64);
+        }
+        let max = self.opts.max_message_bytes;
+        let size = match self.plan.iter().find(|(u, _)| *u == uid) {
+            Some(&(_, size)) => size,
+            None => match self.sizes(&[uid])?.first() {
+                Some(&(_, size)) => size,
+                None => return Err(not_found(uid)),
+            },
+        };
+        if size > max {
+            return Err(too_large(uid, size, max));
+        }
+        // Twice the announced size (servers whose RFC822.SIZE is an
+        // estimate), with room for the lines.
+        let budget = size.saturating_mul(2).saturating_add(1024 * 1024);
+        let cmd = format!("UID FETCH {uid} (UID BODY.PEEK[])");
+        let mut written = None;
+        let mut foreign = false;
+        self.own_command(
+            &cmd,
+            budget,
+            max,
+            "UID FETCH (body)",
+            Some(out),
+            |f, streamed| {
+                if let Some(n) = streamed {
+                    if f.uid == Some(uid) {
+                        written = Some(n);
+                    } else {
+                        foreign = true;
+                    }
+                }
+            },
+        )?;
+        if foreign {
+            self.broken = true;
+            return Err(protocol(
+                &self.host,
+                "UID FETCH (body)",
+                "the body came back for another message",
+                "der Inhalt kam für eine andere Nachricht zurück",
+            ));
+        }
+        written.ok_or_else(|| not_found(uid))
+    }
+
     /// Every message of the selected folder as (UID, size, Message-ID), in
     /// UID order, from one `UID FETCH 1:* (UID RFC822.SIZE
     /// BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])`: what a re-synchronisation
@@ -345,8 +430,13 @@ impl Session {
         let mut out = Vec::with_capacity(count.min(100_000) as usize);
         let cmd =
             format!("UID FETCH {set} (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])");
-        let status =
-            self.own_command(&cmd, budget, MAX_INDEX_HEADER, "UID FETCH (index)", |f| {
+        let status = self.own_command(
+            &cmd,
+            budget,
+            MAX_INDEX_HEADER,
+            "UID FETCH (index)",
+            None,
+            |f, _| {
                 let Some(uid) = f.uid else { return };
                 let header = f
                     .sections
@@ -365,7 +455,8 @@ impl Session {
                     size,
                     message_id,
                 });
-            })?;
+            },
+        )?;
         if status == Status::No && out.is_empty() {
             // Dovecot: "UID FETCH 5 …" of a message just expunged is NO.
             return Ok(Vec::new());

@@ -122,6 +122,22 @@ pub fn read_response<S: Read>(
     limits: Limits,
     budget: &mut u64,
 ) -> Result<Option<Response>, RespError> {
+    read_response_into(conn, limits, budget, None).map(|(r, _)| r)
+}
+
+/// [`read_response`], with the literal of a FETCH response's `BODY[]` item
+/// written to `sink` in chunks as it arrives instead of being held in
+/// memory (the item's data is then empty in the parsed response). The
+/// second value is the number of bytes written to `sink` (None when the
+/// response had no such literal). The size limit and the budget are checked
+/// before anything is written.
+pub fn read_response_into<S: Read>(
+    conn: &mut Buffered<S>,
+    limits: Limits,
+    budget: &mut u64,
+    mut sink: Option<&mut dyn std::io::Write>,
+) -> Result<(Option<Response>, Option<u64>), RespError> {
+    let mut streamed = None;
     let mut segs: Vec<Seg> = Vec::new();
     loop {
         let mut line = Vec::new();
@@ -130,7 +146,7 @@ pub fn read_response<S: Read>(
             .min(MAX_RESPONSE_LINE);
         match conn.read_line(&mut line, max) {
             Ok(true) => {}
-            Ok(false) if segs.is_empty() => return Ok(None),
+            Ok(false) if segs.is_empty() => return Ok((None, None)),
             Ok(false) => return Err(RespError::Eof),
             Err(ReadError::LineTooLong) if max < MAX_RESPONSE_LINE => {
                 return Err(RespError::BudgetExceeded);
@@ -150,6 +166,16 @@ pub fn read_response<S: Read>(
         if segs.len() / 2 >= MAX_LITERALS {
             return Err(RespError::Protocol("too many literals in one response"));
         }
+        if streamed.is_none()
+            && is_body_literal(&segs)
+            && let Some(out) = sink.take()
+        {
+            conn.copy_exact_to(out, n)?;
+            *budget = budget.saturating_sub(n);
+            streamed = Some(n);
+            segs.push(Seg::Lit(Vec::new()));
+            continue;
+        }
         let n = usize::try_from(n).map_err(|_| RespError::LiteralTooLarge(n))?;
         let mut data = Vec::new();
         data.try_reserve_exact(n)
@@ -158,7 +184,28 @@ pub fn read_response<S: Read>(
         *budget = budget.saturating_sub(n as u64);
         segs.push(Seg::Lit(data));
     }
-    parse(segs).map(Some)
+    parse(segs).map(|r| (Some(r), streamed))
+}
+
+/// True when the text read so far is an untagged FETCH whose last item,
+/// the one the literal at the end belongs to, is `BODY[]`.
+fn is_body_literal(segs: &[Seg]) -> bool {
+    let (Some(Seg::Text(first)), Some(Seg::Text(last))) = (segs.first(), segs.last()) else {
+        return false;
+    };
+    if !first.starts_with(b"* ") || !contains_ci(first, b" FETCH ") {
+        return false;
+    }
+    let Some(open) = last.iter().rposition(|&b| b == b'{') else {
+        return false;
+    };
+    let before = last[..open].trim_ascii_end();
+    before.len() >= 6 && before[before.len() - 6..].eq_ignore_ascii_case(b"BODY[]")
+}
+
+fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// `{123}\r\n` or `{123+}\r\n` at the end of a line: the literal's size.
@@ -482,6 +529,68 @@ mod tests {
             out.push(r);
         }
         Ok(out)
+    }
+
+    #[test]
+    fn body_literals_stream_to_the_sink() {
+        let data = b"* 1 FETCH (UID 5 BODY[HEADER] {4}\r\nh:x\n BODY[] {12}\r\nhello\r\nworld BODY[] {3}\r\nabc)\r\n\
+* 2 FETCH (UID 6 BODY[] {2}\r\nzz)\r\n\
+m1 OK done\r\n";
+        // A small buffer: the literal crosses many refills.
+        let mut b = Buffered::with_capacity(&data[..], 16);
+        let mut budget = 1000u64;
+        let mut sink: Vec<u8> = Vec::new();
+        let (r, n) = read_response_into(
+            &mut b,
+            Limits { max_literal: 100 },
+            &mut budget,
+            Some(&mut sink),
+        )
+        .unwrap();
+        assert_eq!(n, Some(12));
+        assert_eq!(sink, b"hello\r\nworld");
+        let Some(Response::Fetch(f)) = r else {
+            panic!()
+        };
+        assert_eq!(f.uid, Some(5));
+        assert_eq!(f.section("HEADER"), Some(&b"h:x\n"[..]));
+        // Only the first BODY[] went to the sink; the second is in memory.
+        assert_eq!(f.sections.iter().filter(|(n, _)| n.is_empty()).count(), 2);
+        assert!(f.sections.iter().any(|(n, d)| n.is_empty() && d == b"abc"));
+        // Without a sink the next one is held as before.
+        let (r, n) =
+            read_response_into(&mut b, Limits { max_literal: 100 }, &mut budget, None).unwrap();
+        assert_eq!(n, None);
+        let Some(Response::Fetch(f)) = r else {
+            panic!()
+        };
+        assert_eq!(f.section(""), Some(&b"zz"[..]));
+        // Over the limit: refused before a byte is written.
+        let data = b"* 1 FETCH (UID 5 BODY[] {500}\r\n";
+        let mut b = Buffered::with_capacity(&data[..], 64);
+        let mut sink: Vec<u8> = Vec::new();
+        let e = read_response_into(
+            &mut b,
+            Limits { max_literal: 100 },
+            &mut budget,
+            Some(&mut sink),
+        )
+        .unwrap_err();
+        assert!(matches!(e, RespError::LiteralTooLarge(500)));
+        assert!(sink.is_empty());
+        // Cut in the middle: Eof, what arrived is in the sink.
+        let data = b"* 1 FETCH (UID 5 BODY[] {50}\r\nonly this";
+        let mut b = Buffered::with_capacity(&data[..], 64);
+        let mut sink: Vec<u8> = Vec::new();
+        let e = read_response_into(
+            &mut b,
+            Limits { max_literal: 100 },
+            &mut budget,
+            Some(&mut sink),
+        )
+        .unwrap_err();
+        assert!(matches!(e, RespError::Eof));
+        assert_eq!(sink, b"only this");
     }
 
     #[test]

@@ -165,6 +165,24 @@ impl<S: Read> Buffered<S> {
         }
         Ok(())
     }
+
+    /// Copies exactly `n` bytes to `out` as they arrive, one buffer at a
+    /// time (never more than the buffer in memory). A failed write is an
+    /// `Io` error (the writer knows what it was).
+    pub fn copy_exact_to(&mut self, out: &mut dyn io::Write, n: u64) -> Result<(), ReadError> {
+        let mut left = n;
+        while left > 0 {
+            if self.fill()? == 0 {
+                return Err(ReadError::Eof);
+            }
+            let avail = (self.end - self.pos) as u64;
+            let take = usize::try_from(left.min(avail)).unwrap_or(usize::MAX);
+            out.write_all(&self.buf[self.pos..self.pos + take])?;
+            self.pos += take;
+            left -= take as u64;
+        }
+        Ok(())
+    }
 }
 
 /// Why a read of ours stopped.

@@ -496,6 +496,43 @@ impl<S: Read + Write> Session<S> {
         self.pipeline("RETR", "", &jobs, each)
     }
 
+    /// One message (`RETR`), un-stuffed and written to `out` as it
+    /// arrives (buffered in 256 KiB pieces; never whole in memory). `size`
+    /// is what LIST reported: a message listed larger than
+    /// `max_message_bytes` is refused before it is fetched, one that turns
+    /// out larger while it is read is `TOO_LARGE`. Returns the bytes
+    /// written. A failed write leaves the session broken.
+    pub fn retr_to(&mut self, msg: u32, size: u64, out: &mut dyn Write) -> Result<u64> {
+        let max = self.opts.max_message_bytes;
+        if size > max {
+            return Err(too_large(msg, size, max));
+        }
+        self.usable()?;
+        self.send(&format!("RETR {msg}"))?;
+        match self.reply("RETR")? {
+            Reply::Ok(_) => {}
+            Reply::Err(t) => return Err(not_found(msg, &t)),
+            Reply::Cont(t) => return Err(self.unexpected("RETR", &t)),
+        }
+        let mut counted = Counted { inner: out, n: 0 };
+        let end = {
+            let mut buffered = std::io::BufWriter::with_capacity(256 * 1024, &mut counted);
+            let end = self.r.read_body_to(&mut buffered, max, max);
+            match end {
+                Ok(e) => buffered.flush().map(|_| e).map_err(WireError::Io),
+                Err(e) => Err(e),
+            }
+        };
+        match end {
+            Ok(BodyEnd::Complete) => Ok(counted.n),
+            Ok(BodyEnd::Truncated) => Err(too_large(msg, max + 1, max)),
+            Err(e) => {
+                self.broken = true;
+                Err(self.io_failure(e, "RETR"))
+            }
+        }
+    }
+
     /// Marks a message deleted (applied at QUIT).
     pub fn dele(&mut self, msg: u32) -> Result<()> {
         self.usable()?;
@@ -739,6 +776,24 @@ impl<S: Read + Write> Session<S> {
             }
         }
         Ok(())
+    }
+}
+
+/// A writer counting what passes through.
+struct Counted<'a> {
+    inner: &'a mut dyn Write,
+    n: u64,
+}
+
+impl Write for Counted<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 

@@ -149,9 +149,37 @@ impl<S: Read> Reader<S> {
         limit: u64,
         drain: u64,
     ) -> Result<BodyEnd, WireError> {
+        self.read_body_with(
+            &mut |chunk| {
+                out.extend_from_slice(chunk);
+                Ok(())
+            },
+            limit,
+            drain,
+        )
+    }
+
+    /// [`Reader::read_body`] written to `out` piece by piece as it arrives
+    /// (nothing but the read buffer in memory). A failed write is an `Io`
+    /// error (the writer knows what it was).
+    pub fn read_body_to(
+        &mut self,
+        out: &mut dyn io::Write,
+        limit: u64,
+        drain: u64,
+    ) -> Result<BodyEnd, WireError> {
+        self.read_body_with(&mut |chunk| out.write_all(chunk), limit, drain)
+    }
+
+    fn read_body_with(
+        &mut self,
+        sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+        limit: u64,
+        drain: u64,
+    ) -> Result<BodyEnd, WireError> {
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         let drain = usize::try_from(drain).unwrap_or(usize::MAX);
-        let start = out.len();
+        let mut kept: usize = 0;
         let mut discarded: usize = 0;
         let mut at_line_start = true;
         loop {
@@ -200,11 +228,13 @@ impl<S: Read> Reader<S> {
                 None => (avail.len(), false),
             };
             let chunk = &avail[..take];
-            let room = limit.saturating_sub(out.len() - start);
+            let room = limit.saturating_sub(kept);
             if chunk.len() <= room {
-                out.extend_from_slice(chunk);
+                sink(chunk)?;
+                kept += chunk.len();
             } else {
-                out.extend_from_slice(&chunk[..room]);
+                sink(&chunk[..room])?;
+                kept += room;
                 discarded = discarded.saturating_add(chunk.len() - room);
                 if discarded > drain {
                     return Err(WireError::TooLarge);
