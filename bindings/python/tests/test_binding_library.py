@@ -132,7 +132,8 @@ def test_module_level_helpers(lib):
     mailoauth.set_logger(mailoauth.LOG_TRACE, lambda level, msg: got.append(msg))
     try:
         # an unknown key with ignore_unknown_keys is logged as a warning
-        mailoauth.Context({"client_id": "x", "unknown_key_for_the_log": 1, "ignore_unknown_keys": True},
+        mailoauth.Context({"client_id": "00000000-0000-0000-0000-000000000000", "unknown_key_for_the_log": 1,
+                           "ignore_unknown_keys": True},
                           library=lib).close()
     finally:
         mailoauth.set_logger(mailoauth.LOG_ERROR, None)
