@@ -46,13 +46,6 @@
 #include <utility>
 #include <vector>
 
-// mailoauth_account_test_begin (ABI.md, "Tokens and accounts") is declared
-// here as well, in case the generated header predates it; an identical
-// redeclaration is harmless. Only a host that calls context::account_test*
-// needs a library that exports it.
-extern "C" int32_t mailoauth_account_test_begin(mailoauth_context *ctx, const char *request_json,
-                                                mailoauth_op **out);
-
 namespace mailoauth {
 
 // ======================================================================= error

@@ -125,20 +125,11 @@ AUDIT_OUT(bytes, mailoauth_mailbox_fetch, (mailoauth_mailbox * b, const char *id
           (b, id, out, len), out)
 AUDIT_OUT(context, mailoauth_context_new, (const char *cfg, uint32_t v, mailoauth_context **out), (cfg, v, out), out)
 AUDIT_OUT(op, mailoauth_consent_begin, (mailoauth_context * c, const char *r, mailoauth_op **out), (c, r, out), out)
+AUDIT_OUT(op, mailoauth_account_test_begin, (mailoauth_context * c, const char *r, mailoauth_op **out), (c, r, out),
+          out)
 AUDIT_OUT(mailbox, mailoauth_mailbox_open, (mailoauth_context * c, const char *r, mailoauth_mailbox **out),
           (c, r, out), out)
 #undef AUDIT_OUT
-
-// The account test may be missing from an older library: a weak reference.
-extern "C" int32_t __real_mailoauth_account_test_begin(mailoauth_context *c, const char *r, mailoauth_op **out)
-    __attribute__((weak));
-extern "C" int32_t __wrap_mailoauth_account_test_begin(mailoauth_context *c, const char *r, mailoauth_op **out)
-{
-    if (&__real_mailoauth_account_test_begin == nullptr) return MAILOAUTH_INTERNAL;
-    const int32_t rc = __real_mailoauth_account_test_begin(c, r, out);
-    if (rc == MAILOAUTH_OK && out != nullptr) audit::add(*out, audit::kind::op);
-    return rc;
-}
 
 // The free functions.
 #define AUDIT_FREE(kind_, fn, type)                                                                                    \

@@ -16,18 +16,14 @@
 // - the logger sees activity and never the token; the host store through
 //   std::function callbacks, kept alive for a mailbox that outlives its
 //   context (ASan would see a call into freed callbacks);
-// - the account test (mailoauth_account_test_begin) when the library has it.
+// - the account test (mailoauth_account_test_begin): every step OK, a
+//   failed step inside the result, bad requests.
 // ASan's leak check at exit covers "RAII frees everything".
 // Prints one line per failing check and "N passed, N failed".
 #include "testutil.hpp"
 #include "alloc_audit.hpp"
 
-#include <dlfcn.h>
 #include <map>
-
-// The account test may not be in the library yet: bind weakly, look it up
-// at run time (the test is skipped with a note when it is missing).
-#pragma weak mailoauth_account_test_begin
 
 using tu::value;
 namespace mo = mailoauth;
@@ -570,12 +566,8 @@ void test_host_store()
 
 // ---------------------------------------------------------- account test
 
-void test_account_test(const mo::context &ctx, bool available)
+void test_account_test(const mo::context &ctx, const tu::fs::path &dir)
 {
-    if (!available) {
-        std::cout << "note: the library does not export mailoauth_account_test_begin yet: account test not run\n";
-        return;
-    }
     try {
         const value r = ctx.account_test(json::object({{"account", ALICE}}), 120s);
         const value &steps = r["steps"];
@@ -587,19 +579,46 @@ void test_account_test(const mo::context &ctx, bool available)
                   "step ok: ", s.dump());
         }
         CHECK((names == std::vector<std::string>{"token", "smtp", "imap", "pop3"}), r.dump());
+
         // An account without a grant: the token step fails, inside the result.
-        const value bad = ctx.account_test(json::object({{"account", "nobody@contoso.test"}, {"protocols", json::array({"smtp"})}}), 120s);
+        const value bad = ctx.account_test(
+            json::object({{"account", "nobody@contoso.test"}, {"protocols", json::array({"smtp"})}}), 120s);
         CHECK(bad["steps"][0]["code"].is_int() && bad["steps"][0]["code"].as_int() == MAILOAUTH_CONSENT_REQUIRED,
               "a failed step is reported, not thrown: ", bad.dump());
-        EXPECT_ERROR(ctx.account_test_begin(json::object({{"acount", ALICE}})), MAILOAUTH_INVALID_CONFIG, "acount");
-        // the blocking helper's timeout cancels
-        try {
-            mo::op o = ctx.account_test_begin(json::object({{"account", ALICE}}));
-            (void)o.wait_or_cancel(0ms);
-            CHECK(true, "finished before the first look");
-        } catch (const mo::error &e) {
-            CHECK(e.code() == MAILOAUTH_TIMEOUT, e.what());
+
+        // One server unreachable (IMAP on a closed port): only its step fails,
+        // with a message; the others pass. Same cache folder: alice's grant.
+        value cfg = tu::stack_config(dir);
+        cfg.set("servers", json::object({{"smtp", tu::stack_config(dir)["servers"]["smtp"]},
+                                         {"imap", json::object({{"host", "127.0.0.1"}, {"port", 1}, {"security", "tls"}})},
+                                         {"pop3", tu::stack_config(dir)["servers"]["pop3"]}}));
+        mo::context broken(cfg);
+        const value one = broken.account_test(json::object({{"account", ALICE}}), 120s);
+        int ok = 0;
+        for (const value &st : one["steps"].items()) {
+            if (st.string_or("step") == "imap")
+                CHECK(st.int_or("code", 0) == MAILOAUTH_NETWORK && !st.string_or("message").empty(),
+                      "the IMAP step fails with NETWORK: ", st.dump());
+            else if (st.int_or("code", -1) == 0)
+                ++ok;
         }
+        CHECK(ok == 3, "the other three steps pass: ", one.dump());
+
+        EXPECT_ERROR(ctx.account_test_begin(json::object({{"acount", ALICE}})), MAILOAUTH_INVALID_CONFIG, "acount");
+        EXPECT_ERROR(ctx.account_test_begin(json::object({{"account", "a\r\nb@contoso.test"}})),
+                     MAILOAUTH_INVALID_ARGUMENT, nullptr);
+
+        // The blocking helper with no time at all: either done at the first
+        // look, or TIMEOUT and the op cancelled.
+        mo::op o = ctx.account_test_begin(json::object({{"account", ALICE}}));
+        int code = 0;
+        try {
+            (void)o.wait_or_cancel(0ms);
+        } catch (const mo::error &e) {
+            code = e.code();
+        }
+        CHECK(code == 0 || (code == MAILOAUTH_TIMEOUT && o.info()["state"].as_string() == "cancelled"),
+              "wait_or_cancel(0): code ", code, " info ", o.info_json());
     } catch (const mo::error &e) {
         CHECK(false, e.what(), " ", e.json());
     }
@@ -613,7 +632,6 @@ int main()
     if (!tu::load_stack()) return tu::summary();
     CHECK(tu::idp_admin("/admin/reset", "{}").status == 200, "POST /admin/reset");
     tu::idp_auto_consent(true);
-    const bool has_account_test = dlsym(RTLD_DEFAULT, "mailoauth_account_test_begin") != nullptr;
     {
         tu::temp_dir dir;
         try {
@@ -625,7 +643,7 @@ int main()
             test_read_back_and_forward(ctx, s);
             test_mailbox_imap(ctx, dir.path);
             test_mailbox_pop3(ctx);
-            test_account_test(ctx, has_account_test);
+            test_account_test(ctx, dir.path);
             test_provider_error(ctx);
         } catch (const std::exception &e) {
             CHECK(false, "unexpected exception: ", e.what());
