@@ -12,8 +12,9 @@ only then frees it. ``__del__`` frees a handle the host forgot to close
 from __future__ import annotations
 
 import threading
+from threading import get_ident
 from ctypes import c_void_p
-from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, TypeVar
 
 from .codes import INVALID_ARGUMENT
 
@@ -33,37 +34,48 @@ class Handle:
     def __init__(self, library: "Library", handle: c_void_p) -> None:
         self._lib = library
         self._handle: Optional[c_void_p] = handle
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())
         self._busy = 0
-        self._local = threading.local()
+        self._threads: Dict[int, int] = {}  # thread id -> calls it is inside on this handle
 
     # -- for the subclasses ------------------------------------------------
 
     def _call(self, name: str, *args: Any, allow: Tuple[int, ...] = (0,)) -> int:
-        """Calls export `name` with this handle first; raises on failure."""
+        """Calls export `name` with this handle first; raises on failure.
+        The last error is read right after the call, on this thread."""
         fn = self._lib.fn(name)
         h = self._enter(name)
         try:
-            rc = fn(h, *args)
-            return self._lib.check(rc, name, allow)  # last error read on this thread, at once
+            rc: int = fn(h, *args)
         finally:
             self._exit()
+        if rc in allow:
+            return rc
+        raise self._lib.error(rc, name)
 
     def _enter(self, function: str) -> c_void_p:
+        tid = get_ident()
         with self._cond:
-            if self._handle is None:
+            h = self._handle
+            if h is None:
                 from ._convert import binding_error
 
                 raise binding_error(INVALID_ARGUMENT, f"the {self._kind} is closed", function)
             self._busy += 1
-            self._local.depth = getattr(self._local, "depth", 0) + 1
-            return self._handle
+            self._threads[tid] = self._threads.get(tid, 0) + 1
+        return h
 
     def _exit(self) -> None:
+        tid = get_ident()
         with self._cond:
             self._busy -= 1
-            self._local.depth -= 1
-            self._cond.notify_all()
+            n = self._threads[tid] - 1
+            if n:
+                self._threads[tid] = n
+            else:
+                del self._threads[tid]
+            if self._handle is None:  # close() waits for the calls to drain
+                self._cond.notify_all()
 
     # -- public ----------------------------------------------------------------
 
@@ -79,7 +91,7 @@ class Handle:
     def close(self) -> None:
         """Cancels calls still running on this handle (any thread), waits for
         them to return, and frees it. Closing twice is a no-op."""
-        if getattr(self._local, "depth", 0):
+        if get_ident() in self._threads:
             raise RuntimeError(f"close() of a {self._kind} from inside a call on it (a callback)")
         with self._cond:
             h = self._handle

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
+import sys
 import threading
 from ctypes import c_void_p
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set
@@ -230,12 +231,26 @@ class Library:
         return Context(config, library=self, abi_version=abi_version)
 
 
+def _c_strlen() -> Any:
+    try:
+        libc = ctypes.cdll.msvcrt if sys.platform == "win32" else ctypes.CDLL(None)
+        fn = libc.strlen
+        fn.argtypes, fn.restype = [c_void_p], ctypes.c_size_t
+        return fn
+    except (OSError, AttributeError):
+        return None
+
+
+_libc_strlen = _c_strlen()
+
+
 def _strlen(addr: int) -> int:
-    """strlen without copying the string into an immutable bytes object
-    (single bytes are shared objects in CPython)."""
+    """The C string's length without copying it into an immutable bytes object."""
+    if _libc_strlen is not None:
+        return int(_libc_strlen(addr))
     n = 0
     p = ctypes.cast(addr, ctypes.POINTER(ctypes.c_char))
-    while p[n] != b"\0":
+    while p[n] != b"\0":  # single bytes are shared objects in CPython: no copy of the secret
         n += 1
     return n
 
