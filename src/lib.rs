@@ -11,6 +11,7 @@ pub mod cache;
 pub mod config;
 pub mod consent;
 pub mod context;
+pub mod diagnose;
 pub mod error;
 pub mod i18n;
 pub mod log;

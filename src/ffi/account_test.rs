@@ -65,6 +65,11 @@ pub fn error_json(err: &Error, lang: Language) -> Value {
     serde_json::from_str(&error::render(err, lang).json).unwrap_or(Value::Null)
 }
 
+/// One account as mailoauth_account_list() lists it (never a secret).
+pub fn account_json(grant: &crate::cache::Grant, lang: Language) -> Value {
+    super::token::describe_grant(grant, lang)
+}
+
 /// One step as the result lists it.
 pub fn step_json(step: &Step, lang: Language) -> Value {
     let mut m = Map::new();
