@@ -59,7 +59,26 @@ for std in c++17 c++20; do
         hygiene_bad=$((hygiene_bad + 1))
     fi
 done
-record "header hygiene" "$hygiene_ok" "$hygiene_bad"
+# The README's "ten lines" must compile: its first ```cpp block, the
+# #include lines at file scope and the rest as the body of a function.
+echo "== README.md example compiles"
+readme_block="$(awk '/^```cpp$/{on=1; next} /^```$/{if (on) exit} on' "$HERE/README.md")"
+{
+    printf '%s\n' "$readme_block" | grep '^#include'
+    printf '#include <chrono>\n#include <string>\n#include <vector>\n'
+    printf 'static void process(const std::vector<uint8_t> &) {}\n'
+    printf 'void example(const std::string &subject, const std::string &body) {\n'
+    printf '%s\n' "$readme_block" | grep -v '^#include'
+    printf '}\n'
+} >"$BUILD/readme_example.cpp"
+if [[ -n "$readme_block" ]] && "$CXX" -std=c++17 -Wall -Wextra -Werror -Wno-unused-function -I"$ROOT/include" \
+    -I"$HERE/include" -fsyntax-only "$BUILD/readme_example.cpp"; then
+    hygiene_ok=$((hygiene_ok + 1))
+else
+    hygiene_bad=$((hygiene_bad + 1))
+    echo "FAIL: the README example does not compile ($BUILD/readme_example.cpp)" >&2
+fi
+record "header hygiene and README example" "$hygiene_ok" "$hygiene_bad"
 
 # ---------------------------------------------------- 2. the tests under ASan
 CXXFLAGS=(-std=c++17 -Wall -Wextra -Werror -g -fsanitize=address,undefined -fno-omit-frame-pointer
