@@ -183,7 +183,7 @@ fn consent(
                 o.insert("protocols".into(), outcome.protocols.names().into());
             }
             if out.json {
-                out.print_json(&json!({"ok": true, "result": v}));
+                out.print_json_line(&json!({"ok": true, "result": v}));
             } else {
                 out.line(&format!(
                     "{} {} ({})",
@@ -203,7 +203,7 @@ fn tell_user(out: &Out, info: &Value) -> bool {
     let s = |k: &str| info.get(k).and_then(Value::as_str).map(str::to_string);
     if let (Some(code), Some(uri)) = (s("user_code"), s("verification_uri")) {
         if out.json {
-            out.print_json(
+            out.print_json_line(
                 &json!({"user_code": code, "verification_uri": uri, "message": s("message")}),
             );
         } else {
@@ -220,7 +220,7 @@ fn tell_user(out: &Out, info: &Value) -> bool {
     }
     if let Some(url) = s("authorize_url") {
         if out.json {
-            out.print_json(&json!({"authorize_url": url}));
+            out.print_json_line(&json!({"authorize_url": url}));
         } else {
             out.line(out.t(
                 "Sign in in the browser (if it did not open, open this URL):",

@@ -37,6 +37,12 @@ impl Out {
         self.line(&text);
     }
 
+    /// One JSON document on one line (for output that streams: a script
+    /// reads the consent's code before the consent ends).
+    pub fn print_json_line(&self, v: &Value) {
+        self.line(&v.to_string());
+    }
+
     /// The error as the library's last-error record.
     pub fn error_record(&self, e: &Error) -> Value {
         error_json(e, self.lang)
