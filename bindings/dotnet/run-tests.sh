@@ -5,6 +5,7 @@
 #      test runner the same way
 #   3. the foreign-allocator library: cargo build --lib --features foreign-allocator into
 #      target/foreign-alloc (debug profile; MAILOAUTH_FOREIGN_PROFILE=release for release)
+#      and the allocator's unit tests (src/foreign_alloc.rs compiled alone with rustc --test)
 #   4. the suite on Mono and on CoreCLR 3.1, against the normal library and against the
 #      foreign-allocator one (4 runs)
 #   5. the NuGet staging (stage-package.sh) and the package files being well-formed XML
@@ -120,6 +121,11 @@ build_foreign() {
   CARGO_TARGET_DIR="$root/target/foreign-alloc" cargo build "${flags[@]}"
 }
 step "cargo build foreign-allocator ($profile)" build_foreign
+# The allocator's own unit tests: the module is self-contained, so rustc builds it alone in a second.
+foreign_unit_tests() {
+  rustc --edition 2024 --test -o "$out/foreign_alloc_tests" "$root/src/foreign_alloc.rs" && "$out/foreign_alloc_tests" --quiet
+}
+step "foreign_alloc unit tests" foreign_unit_tests
 
 # ---- 4. the suite, four times -----------------------------------------------------------
 if [[ -f "$out/MailOAuth.Tests.exe" ]]; then

@@ -53,18 +53,12 @@ namespace MailOAuth.Interop
         }
     }
 
-    /// <summary>A char* the library handed over; freed with mailoauth_string_free.</summary>
-    internal sealed class NativeString : SafeHandle
+    /// <summary>A NUL-terminated UTF-8 char* the library handed over.</summary>
+    internal abstract class NativeText : SafeHandle
     {
-        private NativeString() : base(IntPtr.Zero, true) { }
+        protected NativeText() : base(IntPtr.Zero, true) { }
 
         public override bool IsInvalid { get { return handle == IntPtr.Zero; } }
-
-        protected override bool ReleaseHandle()
-        {
-            NativeMethods.mailoauth_string_free(handle);
-            return true;
-        }
 
         /// <summary>Copies the UTF-8 text out (null for a NULL pointer).</summary>
         internal string Read()
@@ -83,33 +77,28 @@ namespace MailOAuth.Interop
         }
     }
 
+    /// <summary>A char* the library handed over; freed with mailoauth_string_free.</summary>
+    internal sealed class NativeString : NativeText
+    {
+        private NativeString() { }
+
+        protected override bool ReleaseHandle()
+        {
+            NativeMethods.mailoauth_string_free(handle);
+            return true;
+        }
+    }
+
     /// <summary>A token the library handed over; freed with mailoauth_secret_free, which
     /// zeroes it first.</summary>
-    internal sealed class NativeSecret : SafeHandle
+    internal sealed class NativeSecret : NativeText
     {
-        private NativeSecret() : base(IntPtr.Zero, true) { }
-
-        public override bool IsInvalid { get { return handle == IntPtr.Zero; } }
+        private NativeSecret() { }
 
         protected override bool ReleaseHandle()
         {
             NativeMethods.mailoauth_secret_free(handle);
             return true;
-        }
-
-        internal string Read()
-        {
-            if (IsInvalid) return null;
-            bool added = false;
-            try
-            {
-                DangerousAddRef(ref added);
-                return Utf8.FromNative(handle);
-            }
-            finally
-            {
-                if (added) DangerousRelease();
-            }
         }
     }
 

@@ -66,12 +66,6 @@ namespace MailOAuth
             }
         }
 
-        /// <summary>Throws the calling thread's last error when <paramref name="rc"/> is not OK.</summary>
-        internal static void Check(int rc)
-        {
-            if (rc != ResultCode.Ok) throw MailOAuthException.FromLastError(rc);
-        }
-
         // ---- the logger ---------------------------------------------------------------------
 
         // One delegate for the whole process, in a static field: never collected.

@@ -139,6 +139,15 @@ def split_top(s: str) -> list[str]:
     return parts
 
 
+def check_params(where, cs_text, cparams, whose, ok, expected) -> list[str]:
+    """Count and per-parameter type check of one declaration against the C side."""
+    ps = cs_params(cs_text)
+    if len(ps) != len(cparams):
+        return [f"{where}: {len(ps)} parameter(s), {whose} declaration has {len(cparams)}"]
+    return [f"{where}: parameter {i + 1} is `{cs}`, {whose} `{c}` needs one of {sorted(expected(c))}"
+            for i, (cs, c) in enumerate(zip(ps, cparams)) if not ok(cs, c)]
+
+
 def lint(sources: dict[str, str], header: str) -> tuple[list[str], int, list[str]]:
     funcs, typedefs, abi = parse_header(header)
     errors, notes, checked = [], [], 0
@@ -179,16 +188,9 @@ def lint(sources: dict[str, str], header: str) -> tuple[list[str], int, list[str
             cret, cparams, secret = funcs[cname]
             if m["ret"] not in RETURNS.get(cret, set()) and not (allow_string and m["ret"] == "int"):
                 errors.append(f"{where}: returns `{m['ret']}`, the header says `{cret}`")
-            ps = cs_params(m["params"])
-            if len(ps) != len(cparams):
-                errors.append(f"{where}: {len(ps)} parameter(s), the header has {len(cparams)}")
-                continue
-            for i, (cs, c) in enumerate(zip(ps, cparams)):
-                if allow_string and "string" in cs:
-                    continue
-                ok = allowed(c, secret)
-                if cs not in ok:
-                    errors.append(f"{where}: parameter {i + 1} is `{cs}`, the header's `{c}` needs one of {sorted(ok)}")
+            errors += check_params(where, m["params"], cparams, "the header's",
+                                   lambda cs, c: (allow_string and "string" in cs) or cs in allowed(c, secret),
+                                   lambda c: allowed(c, secret))
         for m in DELEGATE_RE.finditer(src):
             line = src.count("\n", 0, m.start("name")) + 1
             where = f"{path}:{line}: delegate {m['name']}"
@@ -206,15 +208,9 @@ def lint(sources: dict[str, str], header: str) -> tuple[list[str], int, list[str
             cret, cparams = typedefs[typedef]
             if m["ret"] not in RETURNS.get(cret, set()):
                 errors.append(f"{where}: returns `{m['ret']}`, the typedef says `{cret}`")
-            ps = cs_params(m["params"])
-            if len(ps) != len(cparams):
-                errors.append(f"{where}: {len(ps)} parameter(s), the typedef has {len(cparams)}")
-                continue
-            for i, (cs, c) in enumerate(zip(ps, cparams)):
-                # callbacks receive pointers as IntPtr (the library owns them)
-                ok = {"IntPtr"} if "*" in c else allowed(c, False)
-                if cs not in ok:
-                    errors.append(f"{where}: parameter {i + 1} is `{cs}`, the typedef's `{c}` needs one of {sorted(ok)}")
+            # callbacks receive pointers as IntPtr (the library owns them)
+            cb_ok = lambda c: {"IntPtr"} if "*" in c else allowed(c, False)  # noqa: E731
+            errors += check_params(where, m["params"], cparams, "the typedef's", lambda cs, c: cs in cb_ok(c), cb_ok)
     for path, src in sources.items():
         m = re.search(r"const\s+uint\s+AbiVersion\s*=\s*(\d+)", src)
         if m and abi is not None and int(m.group(1)) != abi:
