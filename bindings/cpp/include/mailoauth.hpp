@@ -20,7 +20,8 @@
 //   thread while another thread waits in a call on the same object. Do not
 //   destroy a wrapper while another thread is inside a call on it.
 //
-// No dependency beyond the C++17 standard library and mailoauth.h.
+// No dependency beyond the C++17 standard library and mailoauth.h. Safe to
+// include after <windows.h> without NOMINMAX (min/max are never expanded).
 #ifndef MAILOAUTH_HPP
 #define MAILOAUTH_HPP
 
@@ -213,13 +214,20 @@ inline std::string take_string(char *s)
 inline int32_t clamp_ms(std::chrono::milliseconds ms) noexcept
 {
     if (ms.count() < 0) return 0;
-    if (ms.count() > std::numeric_limits<int32_t>::max()) return std::numeric_limits<int32_t>::max();
+    if (ms.count() > (std::numeric_limits<int32_t>::max)()) return (std::numeric_limits<int32_t>::max)();
     return static_cast<int32_t>(ms.count());
+}
+
+/// At most INT32_MAX ms (about 24 days), so that now() + timeout cannot overflow.
+inline std::chrono::milliseconds clamp_duration(std::chrono::milliseconds ms) noexcept
+{
+    return ms.count() > (std::numeric_limits<int32_t>::max)() ? std::chrono::milliseconds((std::numeric_limits<int32_t>::max)())
+                                                              : ms;
 }
 
 inline int64_t byte_len(std::size_t n, const char *what)
 {
-    if (n > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+    if (n > static_cast<uint64_t>((std::numeric_limits<int64_t>::max)()))
         throw error(MAILOAUTH_TOO_LARGE, std::string(what) + " is too large");
     return static_cast<int64_t>(n);
 }
@@ -320,7 +328,7 @@ public:
     value(T n) : kind_(kind::number), is_int_(true)
     {
         if constexpr (std::is_unsigned_v<T> && sizeof(T) >= sizeof(int64_t)) {
-            if (n > static_cast<T>(std::numeric_limits<int64_t>::max()))
+            if (n > static_cast<T>((std::numeric_limits<int64_t>::max)()))
                 throw error(MAILOAUTH_INVALID_ARGUMENT, "integer too large for JSON (int64)");
         }
         i_ = static_cast<int64_t>(n);
@@ -1011,6 +1019,7 @@ public:
     /// the time is up it cancels the operation and throws error(TIMEOUT).
     json::value wait_or_cancel(std::chrono::milliseconds timeout) const
     {
+        timeout = detail::clamp_duration(timeout);
         const auto deadline = std::chrono::steady_clock::now() + timeout;
         for (;;) {
             const auto left =
@@ -1242,6 +1251,7 @@ public:
             throw error(MAILOAUTH_INVALID_ARGUMENT, "store callbacks need load and save");
         auto cb = std::make_unique<store_callbacks>(std::move(*callbacks));
         const bool has_lock = static_cast<bool>(cb->lock);
+        keep_->stores.reserve(keep_->stores.size() + 1); // nothing may throw once registered
         check(mailoauth_context_set_store(c, detail::store_load, detail::store_save,
                                           has_lock ? detail::store_lock : nullptr, cb.get()));
         keep_->stores.push_back(std::move(cb));
@@ -1267,7 +1277,7 @@ public:
                         const std::function<void(const json::value &info)> &on_waiting = {}) const
     {
         op o = consent_begin(request);
-        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        const auto deadline = std::chrono::steady_clock::now() + detail::clamp_duration(timeout);
         auto left = [&] {
             return std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
         };
@@ -1280,7 +1290,7 @@ public:
                 }
                 const auto rest = left();
                 if (rest.count() <= 0) break;
-                if (o.wait(std::min(rest, std::chrono::milliseconds(50)))) return o.result();
+                if (o.wait((std::min)(rest, std::chrono::milliseconds(50)))) return o.result();
             }
         }
         const auto rest = left();
