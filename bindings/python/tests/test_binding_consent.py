@@ -140,3 +140,25 @@ def test_await_cancelled(ctx, idp):
         op.wait(10_000)
     assert e.value.code == mailoauth.CANCELLED
     op.close()
+
+
+def test_ctrl_c_during_wait_cancels_the_consent(ctx, idp):
+    import os
+    import signal
+
+    op = begin(ctx)
+
+    def interrupt():
+        eventually(lambda: op._busy, "the main thread is inside op_wait")
+        os.kill(os.getpid(), signal.SIGINT)
+
+    t = threading.Thread(target=interrupt)
+    t.start()
+    with pytest.raises(KeyboardInterrupt):
+        op.wait(-1)
+    t.join()
+    assert op.info()["state"] == "cancelled"
+    with pytest.raises(MailOAuthError) as e:
+        op.wait(0)
+    assert e.value.code == mailoauth.CANCELLED
+    op.close()
