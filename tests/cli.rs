@@ -209,6 +209,54 @@ fn diagnose_names_an_unknown_app_and_what_to_change() {
 }
 
 #[test]
+fn diagnose_tells_a_wrong_client_secret_from_a_good_one() {
+    let Some(st) = Stack::load() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    for (secret, ok) in [
+        ("not-the-secret-0123456789", false),
+        (st.v["idp"]["client_secret"].as_str().unwrap(), true),
+    ] {
+        let cfg = config_file(
+            &st,
+            dir.path(),
+            json!({
+                "authority": st.v["idp"]["https"],
+                "allow_plaintext_loopback": false,
+                "client_id": st.v["idp"]["confidential_client_id"],
+                "client_secret": secret,
+            }),
+        );
+        let o = cli(
+            &["--config", &cfg.to_string_lossy(), "--json", "diagnose"],
+            &[],
+        );
+        let (out, err) = text(&o);
+        assert!(!out.contains(secret) && !err.contains(secret));
+        let v = json_of(&o);
+        assert_eq!(step(&v, "provider")["code"], 0, "{v}");
+        let app = step(&v, "app");
+        if ok {
+            assert_eq!(app["code"], 0, "{v}");
+            assert_eq!(o.status.code(), Some(0), "{v}");
+        } else {
+            assert_eq!(app["provider_code"], "AADSTS7000215", "{v}");
+            assert_eq!(app["provider_error"], "invalid_client");
+            assert!(
+                app["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("does not accept the app")
+            );
+            assert!(
+                app["hint"].as_str().is_some_and(|h| h.contains("secret")),
+                "{v}"
+            );
+            assert_eq!(o.status.code(), Some(1));
+        }
+    }
+}
+
+#[test]
 fn diagnose_stops_at_an_invalid_configuration() {
     let Some(st) = Stack::load() else { return };
     let dir = tempfile::tempdir().unwrap();

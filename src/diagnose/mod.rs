@@ -282,6 +282,20 @@ pub fn app_registration(ctx: &Context) -> Check {
                     "der Identitätsanbieter kennt die App {id} ({wer}); ein Benutzer meldet sich mit `consent` an, um Zugriff zu gewähren"
                 ),
             )),
+            Err(mut e) if e.kind == ErrorKind::ProviderError && e.provider_error.is_some() => {
+                // Say what was checked: the message the refresh gave names
+                // a refresh, which the probe only stands in for.
+                let what = [e.provider_error.as_deref(), e.provider_code.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                e.message = Text::new(
+                    format!("the identity provider does not accept the app {id} ({who}): {what}"),
+                    format!("der Identitätsanbieter akzeptiert die App {id} ({wer}) nicht: {what}"),
+                );
+                Err(e)
+            }
             Err(e) => Err(e),
         }
     })
