@@ -92,6 +92,38 @@ void test_consent_and_tokens(const mo::context &ctx)
     EXPECT_ERROR(ctx.consent_begin(json::object({{"acount", ALICE}})), MAILOAUTH_INVALID_CONFIG, "acount");
 }
 
+// One context from many threads: each thread's error is its own (the
+// wrapper reads the last error on the failing thread).
+void test_threads(const mo::context &ctx)
+{
+    constexpr int N = 8, ROUNDS = 20;
+    std::atomic<int> ok{0}, bad{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < N; ++t) {
+        threads.emplace_back([&, t] {
+            const std::string nobody = "nobody" + std::to_string(t) + "@contoso.test";
+            for (int r = 0; r < ROUNDS; ++r) {
+                try {
+                    if ((t + r) % 2 == 0) {
+                        mo::secret_string tok = ctx.token(ALICE, "smtp");
+                        if (tok.empty()) ++bad;
+                        else ++ok;
+                    } else {
+                        ctx.token(nobody, "smtp");
+                        ++bad; // must have thrown
+                    }
+                } catch (const mo::error &e) {
+                    if (e.code() == MAILOAUTH_CONSENT_REQUIRED && e.message().find(nobody) != std::string::npos) ++ok;
+                    else ++bad;
+                }
+            }
+        });
+    }
+    for (auto &th : threads) th.join();
+    CHECK(ok.load() == N * ROUNDS && bad.load() == 0, "threads: ", ok.load(), " ok, ", bad.load(),
+          " wrong (an error naming another thread's account, or none)");
+}
+
 void test_logger(const mo::context &ctx)
 {
     std::mutex m;
@@ -637,6 +669,7 @@ int main()
         try {
             mo::context ctx(tu::stack_config(dir.path));
             test_consent_and_tokens(ctx);
+            test_threads(ctx);
             test_logger(ctx);
             test_consent_timeout(ctx);
             const sent s = test_smtp(ctx);
