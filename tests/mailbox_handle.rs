@@ -629,3 +629,50 @@ fn killed_between_fetch_and_ack_or_during_acks_loses_nothing() {
         assert_eq!(left, back.len(), "server copies of acknowledged deletions");
     }
 }
+
+#[test]
+fn later_polls_of_a_session_see_new_mail_and_skip_what_went() {
+    let Some(stack) = stack() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let user = unique_user("mbh-incr");
+    stack.seed(&user, &["--count", "5", "--size", "2000"]);
+    let ctx = context(&stack, dir.path(), &user, json!({}));
+    let mb = Mailbox::open(&ctx, &request(&stack, &user, "imap", "tls", json!({}))).unwrap();
+    let list = mb.poll(100).unwrap();
+    assert_eq!(list.len(), 5);
+    mb.ack(&list[0].id, "keep").unwrap();
+    mb.ack(&list[1].id, "delete").unwrap();
+    // New mail, and one unacknowledged message expunged by another client.
+    stack.seed(&user, &["--count", "3", "--size", "2000", "--seed", "99"]);
+    let ep = stack.endpoint("imap", mailoauth::config::Security::Tls, false);
+    let mut other = mailoauth::mailbox::imap::Session::login(
+        &ep,
+        &mailoauth::mailbox::net::Interrupt::new(),
+        Default::default(),
+        &user,
+        &stack.mint(&user),
+        "INBOX",
+    )
+    .unwrap();
+    other.delete(&[numeric_uid(&list[2].id) as u32]).unwrap();
+    other.logout().unwrap();
+
+    assert_eq!(mb.poll(1).unwrap()[0].id, list[3].id, "oldest first");
+    let again = mb.poll(100).unwrap();
+    let ids: Vec<u64> = again.iter().map(|s| numeric_uid(&s.id)).collect();
+    assert_eq!(again.len(), 5, "{again:?}");
+    assert_eq!(&again[..2], &list[3..5]);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert!(ids[2] > numeric_uid(&list[4].id));
+    assert!(mb.wait(Duration::from_millis(100)).unwrap());
+    for s in &again {
+        mb.ack(&s.id, "keep").unwrap();
+    }
+    assert!(mb.poll(100).unwrap().is_empty());
+    assert!(!mb.wait(Duration::from_millis(300)).unwrap());
+    stack.seed(&user, &["--count", "1", "--size", "2000", "--seed", "7"]);
+    let last = mb.poll(100).unwrap();
+    assert_eq!(last.len(), 1, "{last:?}");
+    assert!(numeric_uid(&last[0].id) > ids[4]);
+    mb.close();
+}

@@ -392,6 +392,20 @@ struct Inner {
     /// IMAP: the fingerprints (size, Message-ID) of the last poll's
     /// messages, by id, recorded with their acknowledgement.
     fps: HashMap<String, Fingerprint>,
+    /// IMAP: what the polls of this session know of the folder, so that
+    /// the next poll asks only for UIDs above `upto`.
+    known: Option<Known>,
+}
+
+/// The folder as the last IMAP poll of a session saw it.
+#[derive(Debug, Clone)]
+struct Known {
+    uid_validity: u32,
+    /// The highest UID seen.
+    upto: u32,
+    /// UIDs up to `upto` that were not acknowledged then (some may be gone
+    /// since: the summaries leave them out).
+    unacked: std::collections::BTreeSet<u32>,
 }
 
 /// An open mailbox folder (ABI `mailoauth_mailbox`).
@@ -464,6 +478,7 @@ impl Mailbox {
             last_poll: Vec::new(),
             ahead: HashMap::new(),
             fps: HashMap::new(),
+            known: None,
         };
         mb.running.store(true, Ordering::SeqCst);
         let first = mb.first_open(&mut inner);
@@ -585,6 +600,8 @@ impl Mailbox {
     fn connect(&self, inner: &mut Inner, force_first: bool) -> Result<()> {
         inner.conn = None;
         inner.ahead.clear();
+        // A new session looks at the whole folder once.
+        inner.known = None;
         let token = self.token(inner, force_first)?;
         match self.login(inner, &token) {
             Err(e) if e.kind == ErrorKind::AuthRejected && !force_first => {
@@ -880,31 +897,69 @@ impl Mailbox {
         }
         self.retry_pending_imap(inner)?;
         let state = inner.state.clone();
-        let (list, all) = self.with_imap(inner, |s| {
+        let known = inner.known.take();
+        let (list, all, seen) = self.with_imap(inner, |s| {
             let validity = s
                 .selected()
                 .map(|sel| sel.uid_validity)
                 .ok_or_else(|| Error::internal("no folder selected"))?;
-            let all = s.uids_after(0)?;
-            let uids: Vec<u32> = all
-                .iter()
-                .copied()
-                .filter(|uid| {
-                    !state.is_acked(&Id::Imap {
-                        uid_validity: validity,
-                        uid: *uid,
-                    })
+            let acked = |uid: u32| {
+                state.is_acked(&Id::Imap {
+                    uid_validity: validity,
+                    uid,
                 })
-                .take(max)
-                .collect();
-            if uids.is_empty() {
-                return Ok((Vec::new(), all));
+            };
+            // The first poll of a session lists every UID (`UID SEARCH
+            // ALL`); later ones only those above the highest seen (`UID
+            // SEARCH UID n:*`), plus what was unacknowledged below it.
+            let (mut unacked, upto, all) =
+                match known.as_ref().filter(|k| k.uid_validity == validity) {
+                    Some(k) => {
+                        let newer = s.uids_after(k.upto)?;
+                        let upto = newer.last().copied().unwrap_or(k.upto).max(k.upto);
+                        let mut unacked = k.unacked.clone();
+                        unacked.extend(newer);
+                        (unacked, upto, None)
+                    }
+                    None => {
+                        let all = s.uids_after(0)?;
+                        let upto = all.last().copied().unwrap_or(0);
+                        (all.iter().copied().collect(), upto, Some(all))
+                    }
+                };
+            unacked.retain(|uid| !acked(*uid));
+            let order: Vec<u32> = unacked.iter().copied().collect();
+            let mut rest = order.into_iter();
+            let mut list = Vec::new();
+            // Messages gone meanwhile (expunged by another client) are
+            // left out and the next ones asked for instead.
+            while list.len() < max {
+                let uids: Vec<u32> = rest.by_ref().take(max - list.len()).collect();
+                if uids.is_empty() {
+                    break;
+                }
+                let got = s.summaries(&uids)?;
+                let ids: HashSet<&str> = got.iter().map(|x| x.id.as_str()).collect();
+                for uid in &uids {
+                    if !ids.contains(format!("{validity}:{uid}").as_str()) {
+                        unacked.remove(uid);
+                    }
+                }
+                list.extend(got);
             }
-            Ok((s.summaries(&uids)?, all))
+            let seen = Known {
+                uid_validity: validity,
+                upto,
+                unacked,
+            };
+            Ok((list, all, seen))
         })?;
-        // Fingerprints of messages no longer in the folder are not needed
-        // (recorded with the next save).
-        inner.state.prune_fingerprints(&all);
+        if let Some(all) = all {
+            // Fingerprints of messages no longer in the folder are not
+            // needed (recorded with the next save).
+            inner.state.prune_fingerprints(&all);
+        }
+        inner.known = Some(seen);
         inner.last_poll = list.iter().map(|s| (s.id.clone(), s.size)).collect();
         inner.fps = list
             .iter()
@@ -1272,6 +1327,34 @@ impl Mailbox {
 
     fn unacked_present(&self, inner: &mut Inner) -> Result<Option<u32>> {
         // Some(highest UID seen) when nothing new; None when mail is there.
+        if self.protocol == Protocol::Imap
+            && let Some(k) = inner.known.clone()
+        {
+            // What this session's polls saw: only UIDs above it are asked
+            // for (no `UID SEARCH ALL`).
+            let v = k.uid_validity;
+            let acked = |state: &PollState, uid: u32| {
+                state.is_acked(&Id::Imap {
+                    uid_validity: v,
+                    uid,
+                })
+            };
+            if k.unacked.iter().any(|u| !acked(&inner.state, *u)) {
+                return Ok(None);
+            }
+            let newer = self.with_imap(inner, |s| {
+                if s.selected().map(|sel| sel.uid_validity) != Some(v) {
+                    return Ok(None);
+                }
+                s.uids_after(k.upto).map(Some)
+            })?;
+            if let Some(newer) = newer {
+                if newer.iter().any(|u| !acked(&inner.state, *u)) {
+                    return Ok(None);
+                }
+                return Ok(Some(newer.last().copied().unwrap_or(k.upto).max(k.upto)));
+            }
+        }
         let ids = self.list_ids(inner)?;
         let mut highest = 0;
         for (id, _) in &ids {
