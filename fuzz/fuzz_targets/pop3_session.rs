@@ -1,0 +1,4 @@
+#![no_main]
+//! See fuzz/README.md and mailoauth::fuzzing::pop3_session.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| mailoauth::fuzzing::pop3_session(data));

@@ -1,0 +1,4 @@
+#![no_main]
+//! See fuzz/README.md and mailoauth::fuzzing::smtp_reply.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| mailoauth::fuzzing::smtp_reply(data));
