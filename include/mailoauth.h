@@ -641,8 +641,8 @@ int32_t mailoauth_op_wait(mailoauth_op *op, int32_t timeout_ms);
  * "waiting_for_user" | "exchanging" | "done" | "failed" | "cancelled",
  * "authorize_url": "…", "user_code": "…", "verification_uri": "…",
  * "message": "…", "expires_at": …}` (keys only when known). An account
- * test: `{"state": "running" | "done" | "cancelled", "steps": [the steps
- * finished so far, as in its result]}`.
+ * test: `{"state": "running" | "done" | "cancelled" | "failed", "steps":
+ * [the steps finished so far, as in its result]}`.
  * @param op       the operation; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
  * @param out_json receives the JSON on success only; NULL → MAILOAUTH_INVALID_ARGUMENT.
  * @return MAILOAUTH_OK, MAILOAUTH_INVALID_ARGUMENT.

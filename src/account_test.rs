@@ -195,6 +195,8 @@ pub enum TestState {
     Running,
     Done,
     Cancelled,
+    /// Stopped by a bug (a caught panic): the op answers `INTERNAL`.
+    Failed,
 }
 
 impl TestState {
@@ -203,6 +205,7 @@ impl TestState {
             Self::Running => "running",
             Self::Done => "done",
             Self::Cancelled => "cancelled",
+            Self::Failed => "failed",
         }
     }
 }
@@ -210,6 +213,8 @@ impl TestState {
 struct Progress {
     steps: Vec<Step>,
     state: TestState,
+    /// Why it ended `Failed` (a bug caught on the test's thread).
+    failure: Option<Error>,
 }
 
 /// A running or finished account test.
@@ -233,6 +238,7 @@ impl AccountTestOp {
             progress: Mutex::new(Progress {
                 steps: Vec::new(),
                 state: TestState::Running,
+                failure: None,
             }),
             cond: Condvar::new(),
             cancel: Cancel::default(),
@@ -270,6 +276,15 @@ impl AccountTestOp {
         self.cond.notify_all();
     }
 
+    /// Ends the test as failed (a panic on its thread: a bug).
+    fn fail(&self, e: Error) {
+        let mut p = self.lock();
+        p.state = TestState::Failed;
+        p.failure = Some(e);
+        drop(p);
+        self.cond.notify_all();
+    }
+
     /// Waits up to `timeout`: None while it still runs, the steps when it
     /// is done, `Cancelled` when it was cancelled.
     pub fn wait(&self, timeout: Duration) -> Option<Result<Vec<Step>>> {
@@ -279,6 +294,12 @@ impl AccountTestOp {
             match p.state {
                 TestState::Done => return Some(Ok(p.steps.clone())),
                 TestState::Cancelled => return Some(Err(Error::cancelled())),
+                TestState::Failed => {
+                    return Some(Err(p
+                        .failure
+                        .clone()
+                        .unwrap_or_else(|| Error::internal("the account test failed"))));
+                }
                 TestState::Running => {}
             }
             let left = match deadline {
@@ -382,8 +403,16 @@ pub fn begin(ctx: &Arc<Context>, request_json: &str) -> Result<Arc<AccountTestOp
     std::thread::Builder::new()
         .name("mailoauth-account-test".into())
         .spawn(move || {
-            run_steps(&c, &req, &o.cancel, source, |s| o.push(s));
-            o.finish();
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run_steps(&c, &req, &o.cancel, source, |s| o.push(s));
+            }));
+            match ran {
+                Ok(()) => o.finish(),
+                Err(_) => {
+                    log::error!("the account test's thread panicked (a bug in mailoauth)");
+                    o.fail(Error::internal("the account test stopped on a bug"));
+                }
+            }
         })
         .map_err(|e| Error::internal(format!("could not start the account test: {e}")))?;
     Ok(op)
@@ -887,6 +916,13 @@ mod tests {
         assert_eq!(
             op.wait(Duration::from_secs(5)).unwrap().unwrap_err().kind,
             ErrorKind::Cancelled
+        );
+        let broken = AccountTestOp::new();
+        broken.fail(Error::internal("x"));
+        assert_eq!(broken.state(), TestState::Failed);
+        assert_eq!(
+            broken.wait(Duration::ZERO).unwrap().unwrap_err().kind,
+            ErrorKind::Internal
         );
         // A fresh interrupt after the cancel is fired at once.
         assert!(op.cancel.interrupt().is_fired());

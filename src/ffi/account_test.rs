@@ -104,7 +104,8 @@ pub fn result_json(steps: &[Step], lang: Language) -> Value {
     json!({"steps": steps.iter().map(|s| step_json(s, lang)).collect::<Vec<_>>()})
 }
 
-/// `{"state": "running" | "done" | "cancelled", "steps": [the steps so far]}`.
+/// `{"state": "running" | "done" | "cancelled" | "failed", "steps": [the
+/// steps so far]}`.
 pub(crate) fn info_json(op: &AccountTestOp, lang: Language) -> Value {
     let state = op.state();
     let mut v = result_json(&op.steps(), lang);

@@ -172,8 +172,8 @@ pub extern "C" fn mailoauth_op_wait(op: *mut mailoauth_op, timeout_ms: i32) -> i
 /// "waiting_for_user" | "exchanging" | "done" | "failed" | "cancelled",
 /// "authorize_url": "…", "user_code": "…", "verification_uri": "…",
 /// "message": "…", "expires_at": …}` (keys only when known). An account
-/// test: `{"state": "running" | "done" | "cancelled", "steps": [the steps
-/// finished so far, as in its result]}`.
+/// test: `{"state": "running" | "done" | "cancelled" | "failed", "steps":
+/// [the steps finished so far, as in its result]}`.
 /// @param op       the operation; NULL or freed → MAILOAUTH_INVALID_ARGUMENT.
 /// @param out_json receives the JSON on success only; NULL → MAILOAUTH_INVALID_ARGUMENT.
 /// @return MAILOAUTH_OK, MAILOAUTH_INVALID_ARGUMENT.
