@@ -115,6 +115,19 @@ pub enum Op {
 }
 
 impl Op {
+    /// German after a preposition needs the dative: "beim Erneuern des
+    /// Zugriffstokens", not "bei das Erneuern".
+    fn during_de(self) -> &'static str {
+        match self {
+            Op::Authorize => "bei der Anmeldung",
+            Op::Code => "beim Einlösen des Anmeldecodes",
+            Op::Refresh => "beim Erneuern des Zugriffstokens",
+            Op::DeviceStart => "beim Starten der Geräteanmeldung",
+            Op::DevicePoll => "bei der Geräteanmeldung",
+            Op::ClientCredentials => "beim Abrufen eines App-Tokens",
+        }
+    }
+
     fn text(self) -> (&'static str, &'static str) {
         match self {
             Op::Authorize => ("the sign-in", "die Anmeldung"),
@@ -209,6 +222,7 @@ pub fn from_provider(op: Op, e: &MsError) -> Error {
     let code = e.code();
     let error = safe_word(&e.error);
     let (op_en, op_de) = op.text();
+    let op_bei = op.during_de();
     let what = match (code, e.http_status) {
         (Some(c), _) => format!("{error}, AADSTS{c}"),
         (None, Some(s)) => format!("{error}, HTTP {s}"),
@@ -242,16 +256,12 @@ pub fn from_provider(op: Op, e: &MsError) -> Error {
                 .unwrap_or_default();
             Text::new(
                 format!("the identity provider asks to slow down during {op_en} ({what}{after})"),
-                format!(
-                    "der Identitätsanbieter bittet bei {op_de} um eine Pause ({what}{after_de})"
-                ),
+                format!("der Identitätsanbieter bittet {op_bei} um eine Pause ({what}{after_de})"),
             )
         }
         _ if transient => Text::new(
             format!("the identity provider is temporarily unavailable during {op_en} ({what})"),
-            format!(
-                "der Identitätsanbieter ist bei {op_de} vorübergehend nicht verfügbar ({what})"
-            ),
+            format!("der Identitätsanbieter ist {op_bei} vorübergehend nicht verfügbar ({what})"),
         ),
         _ => Text::new(
             format!("the identity provider refused {op_en} ({what})"),
@@ -289,14 +299,14 @@ pub fn from_redirect(error: &str, description: Option<&str>) -> Error {
 
 /// A failure below HTTP.
 pub(crate) fn from_transport(op: Op, e: &TransportError, timeout_ms: u32) -> Error {
-    let (op_en, op_de) = op.text();
+    let (op_en, op_bei) = (op.text().0, op.during_de());
     let host = &e.host;
     let mut err = match e.kind {
         TransportKind::Connect => Error::new(
             ErrorKind::Network,
             Text::new(
                 format!("could not reach the identity provider {host} during {op_en}: {}", e.text),
-                format!("der Identitätsanbieter {host} war bei {op_de} nicht erreichbar: {}", e.text),
+                format!("der Identitätsanbieter {host} war {op_bei} nicht erreichbar: {}", e.text),
             ),
         )
         .with_hint(Text::new(
@@ -308,7 +318,7 @@ pub(crate) fn from_transport(op: Op, e: &TransportError, timeout_ms: u32) -> Err
             ErrorKind::Network,
             Text::new(
                 format!("the identity provider {host} did not answer within {timeout_ms} ms during {op_en}"),
-                format!("der Identitätsanbieter {host} hat bei {op_de} nicht innerhalb von {timeout_ms} ms geantwortet"),
+                format!("der Identitätsanbieter {host} hat {op_bei} nicht innerhalb von {timeout_ms} ms geantwortet"),
             ),
         )
         .with_hint(Text::new(
@@ -320,7 +330,7 @@ pub(crate) fn from_transport(op: Op, e: &TransportError, timeout_ms: u32) -> Err
             ErrorKind::Tls,
             Text::new(
                 format!("the TLS connection to {host} failed during {op_en}: {}", e.text),
-                format!("die TLS-Verbindung zu {host} ist bei {op_de} gescheitert: {}", e.text),
+                format!("die TLS-Verbindung zu {host} ist {op_bei} gescheitert: {}", e.text),
             ),
         )
         .with_hint(Text::new(
@@ -331,7 +341,7 @@ pub(crate) fn from_transport(op: Op, e: &TransportError, timeout_ms: u32) -> Err
             ErrorKind::Protocol,
             Text::new(
                 format!("unusable answer from {host} during {op_en}: {}", e.text),
-                format!("unbrauchbare Antwort von {host} bei {op_de}: {}", e.text),
+                format!("unbrauchbare Antwort von {host} {op_bei}: {}", e.text),
             ),
         ),
     };
