@@ -28,10 +28,8 @@
 //! thread. A dropped connection is re-established by the next call; a
 //! token the server rejects gets one forced refresh and one retry.
 //!
-//! Guarantees after a UIDVALIDITY change (IMAP): the acknowledged UIDs of
-//! the old UIDVALIDITY no longer identify messages, so the state starts
-//! over for the new one and every message of the folder is delivered again
-//! (at least once: nothing is lost, but acknowledged messages can repeat).
+//! The exact delivery guarantees, also after a UIDVALIDITY change, are in
+//! the [module documentation](crate::mailbox#delivery-guarantees).
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
