@@ -123,7 +123,9 @@ build_foreign() {
 step "cargo build foreign-allocator ($profile)" build_foreign
 # The allocator's own unit tests: the module is self-contained, so rustc builds it alone in a second.
 foreign_unit_tests() {
-  rustc --edition 2024 --test -o "$out/foreign_alloc_tests" "$root/src/foreign_alloc.rs" && "$out/foreign_alloc_tests" --quiet
+  rustc --edition 2024 --test -o "$out/foreign_alloc_tests" "$root/src/foreign_alloc.rs" &&
+    "$out/foreign_alloc_tests" --quiet >"$out/foreign_alloc_tests.log" 2>&1 ||
+    { cat "$out/foreign_alloc_tests.log"; return 1; }
 }
 step "foreign_alloc unit tests" foreign_unit_tests
 

@@ -665,6 +665,18 @@ namespace MailOAuth.Tests
                     Thread.Sleep(300);
                     while (t.IsAlive) { env.Mb.Cancel(); t.Join(50); }
                     Assert.Eq(ResultCode.Cancelled, code, "CANCELLED without a token");
+                    // The context's cancel reaches the mailbox's call too.
+                    code = -1;
+                    t = new Thread(() =>
+                    {
+                        try { env.Mb.Wait(60000); code = 0; }
+                        catch (MailOAuthException e) { code = e.Code; }
+                    });
+                    t.Start();
+                    Thread.Sleep(300);
+                    while (t.IsAlive) { env.Ctx.Cancel(); t.Join(50); }
+                    Assert.Eq(ResultCode.Cancelled, code, "CANCELLED by MailOAuthContext.Cancel");
+                    Assert.True(!env.Mb.Wait(0), "the mailbox works afterwards");
                 }
             });
             Test("mailbox_bad_input_busy_and_null", () =>
