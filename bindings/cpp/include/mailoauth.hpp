@@ -400,17 +400,26 @@ public:
         expect(kind::number, "a number");
         return d_;
     }
-    const std::string &as_string() const
+    const std::string &as_string() const &
     {
         expect(kind::string, "a string");
         return s_;
     }
+    /// On a temporary (ctx.describe()["tenant"].as_string()): a copy, never a dangling reference.
+    std::string as_string() &&
+    {
+        expect(kind::string, "a string");
+        return std::move(s_);
+    }
 
     /// Members of an array or object (0 for anything else).
     std::size_t size() const noexcept { return items_.size(); }
-    const std::vector<value> &items() const noexcept { return items_; }
+    const std::vector<value> &items() const & noexcept { return items_; }
+    /// On a temporary (for (auto &a : ctx.account_list().items())): moved out, so the loop is safe.
+    std::vector<value> items() && noexcept { return std::move(items_); }
     /// An object's keys, in document order (parallel to items()).
-    const std::vector<std::string> &keys() const noexcept { return keys_; }
+    const std::vector<std::string> &keys() const & noexcept { return keys_; }
+    std::vector<std::string> keys() && noexcept { return std::move(keys_); }
 
     /// An object's member, or nullptr.
     const value *find(std::string_view key) const noexcept
@@ -421,17 +430,16 @@ public:
         return nullptr;
     }
     /// An object's member, or a null value when absent (so lookups chain).
-    const value &operator[](const char *key) const noexcept { return or_null(find(key)); }
-    const value &operator[](const std::string &key) const noexcept { return or_null(find(key)); }
+    /// On a temporary the member is moved out (no dangling reference).
+    const value &operator[](const char *key) const & noexcept { return or_null(find(key)); }
+    const value &operator[](const std::string &key) const & noexcept { return or_null(find(key)); }
+    value operator[](const char *key) && { return take(find(key)); }
+    value operator[](const std::string &key) && { return take(find(key)); }
     /// An array's element, or a null value when out of range.
-    const value &operator[](std::size_t index) const noexcept
-    {
-        return kind_ == kind::array && index < items_.size() ? items_[index] : null_value();
-    }
-    const value &operator[](int index) const noexcept
-    {
-        return index < 0 ? null_value() : (*this)[static_cast<std::size_t>(index)];
-    }
+    const value &operator[](std::size_t index) const & noexcept { return or_null(at_index(index)); }
+    const value &operator[](int index) const & noexcept { return or_null(at_index(index)); }
+    value operator[](std::size_t index) && { return take(at_index(index)); }
+    value operator[](int index) && { return take(at_index(index)); }
 
     /// The string at key, or `fallback` when absent or not a string.
     std::string string_or(std::string_view key, std::string fallback = {}) const
@@ -519,6 +527,19 @@ private:
         return null;
     }
     static const value &or_null(const value *v) noexcept { return v != nullptr ? *v : null_value(); }
+    const value *at_index(std::size_t index) const noexcept
+    {
+        return kind_ == kind::array && index < items_.size() ? &items_[index] : nullptr;
+    }
+    const value *at_index(int index) const noexcept
+    {
+        return index < 0 ? nullptr : at_index(static_cast<std::size_t>(index));
+    }
+    /// Moves a member of this (temporary) value out.
+    value take(const value *member)
+    {
+        return member != nullptr ? std::move(*const_cast<value *>(member)) : value();
+    }
     void expect(kind k, const char *what, int32_t code = MAILOAUTH_PROTOCOL) const
     {
         if (kind_ != k) throw error(code, std::string("JSON value is not ") + what);

@@ -265,6 +265,23 @@ void test_provider_error(const mo::context &ctx)
     EXPECT_OK(ctx.token(CAROL, "smtp"));
 }
 
+// Sign-out and the cache's repair switch.
+void test_account_remove_and_reset(const mo::context &ctx)
+{
+    EXPECT_OK(ctx.cache_reset()); // a readable cache: the grants stay
+    EXPECT_OK(ctx.token(CAROL, "smtp"));
+    EXPECT_OK(ctx.account_remove(CAROL));
+    EXPECT_ERROR(ctx.token(CAROL, "smtp"), MAILOAUTH_CONSENT_REQUIRED, nullptr);
+    EXPECT_ERROR(ctx.account_remove(CAROL), MAILOAUTH_NOT_FOUND, nullptr);
+    bool listed = false;
+    try {
+        for (const value &a : ctx.account_list().items()) listed = listed || a.string_or("account") == CAROL;
+    } catch (const mo::error &e) {
+        CHECK(false, e.what());
+    }
+    CHECK(!listed, "a removed account is not listed");
+}
+
 // ---------------------------------------------------------------- SMTP
 
 struct sent {
@@ -438,6 +455,23 @@ void test_mailbox_imap(const mo::context &ctx, const tu::fs::path &dir)
         waiter.join();
         CHECK(code.load() == MAILOAUTH_CANCELLED, "mailbox::cancel ended wait with CANCELLED: ", code.load());
         CHECK(mb.poll().empty(), "the mailbox works after a cancel");
+
+        // context::cancel reaches the mailbox's wait too
+        code = -1;
+        std::thread waiter2([&] {
+            try {
+                code = mb.wait(60s) ? 0 : MAILOAUTH_TIMEOUT;
+            } catch (const mo::error &e) {
+                code = e.code();
+            }
+        });
+        while (code.load() == -1) {
+            ctx.cancel();
+            std::this_thread::sleep_for(50ms);
+        }
+        waiter2.join();
+        CHECK(code.load() == MAILOAUTH_CANCELLED, "context::cancel ended wait with CANCELLED: ", code.load());
+        CHECK(mb.poll().empty(), "the mailbox works after a context cancel");
 
         // moves: the handle travels, the moved-from one refuses
         mo::mailbox other(std::move(mb));
@@ -681,6 +715,7 @@ int main()
             test_mailbox_pop3(ctx);
             test_account_test(ctx, dir.path);
             test_provider_error(ctx);
+            test_account_remove_and_reset(ctx);
         } catch (const std::exception &e) {
             CHECK(false, "unexpected exception: ", e.what());
         }

@@ -237,6 +237,16 @@ void test_parser()
     EXPECT_ERROR(v["a"].as_string(), MAILOAUTH_PROTOCOL, "string");
     EXPECT_ERROR(v["a"][2].as_int(), MAILOAUTH_PROTOCOL, "integer");
 
+    // On temporaries: members and items are moved out, never left dangling (ASan watches).
+    int64_t sum = 0;
+    for (const value &x : json::parse("[1, 2, 3]").items()) sum += x.as_int();
+    CHECK(sum == 6, "range-for over a temporary's items()");
+    const std::string deep = json::parse("{\"a\": {\"b\": [\"x\", \"y\"]}}")["a"]["b"][1].as_string();
+    CHECK(deep == "y", "chained lookups on a temporary: ", deep);
+    const value member = json::parse("{\"k\": {\"n\": 1}}")["k"];
+    CHECK(member["n"].as_int() == 1 && json::parse("{}")["missing"].is_null(), "a member taken from a temporary");
+    CHECK(json::parse("{\"z\": 1, \"y\": 2}").keys() == (std::vector<std::string>{"z", "y"}), "keys in order");
+
     CHECK(json::parse("9223372036854775807").as_int() == std::numeric_limits<int64_t>::max(), "int64 max");
     CHECK(json::parse("-9223372036854775808").as_int() == std::numeric_limits<int64_t>::min(), "int64 min");
     const value big = json::parse("9223372036854775808");
@@ -382,6 +392,11 @@ void test_library_errors()
         CHECK(false, "last error record unreadable: ", pe.what(), " ", e.json());
     }
     EXPECT_ERROR(mo::context(json::object({{"client_id", "nope"}})), MAILOAUTH_INVALID_CONFIG, "client_id");
+    EXPECT_OK(CHECK(mo::context::from_json_text("{\"client_id\": \"00000000-0000-0000-0000-000000000000\", "
+                                                "\"tenant\": \"contoso.com\"}")
+                        .describe()["tenant"]
+                        .as_string() == "contoso.com",
+                    "from_json_text"));
     EXPECT_ERROR(mo::context::from_json_text("{\"client_id\":"), MAILOAUTH_INVALID_CONFIG, nullptr);
     EXPECT_ERROR(mo::context::from_json_text("{\"client_id\":\"00000000-0000-0000-0000-000000000000\"}\xff"),
                  MAILOAUTH_INVALID_ARGUMENT, nullptr);
