@@ -402,3 +402,186 @@ fn a_context_cancel_reaches_a_mailbox_step() {
         .unwrap();
     assert_eq!(kind_of(&steps, StepKind::Imap), Some(ErrorKind::Cancelled));
 }
+
+/// A scripted server on 127.0.0.1 (plaintext: the loopback test rule)
+/// that answers like Exchange Online; one connection, then it ends.
+/// `answer(line, last_tag)` gives the reply to a client line (None: close).
+fn fake_server(
+    greeting: &'static str,
+    answer: fn(&str, &str) -> Option<String>,
+) -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let t = std::thread::spawn(move || {
+        let Ok((s, _)) = l.accept() else { return };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+        let mut w = s.try_clone().unwrap();
+        let _ = w.write_all(greeting.as_bytes());
+        let mut tag = String::new();
+        for line in BufReader::new(s).lines() {
+            let Ok(line) = line else { return };
+            let first = line.split(' ').next().unwrap_or("").to_string();
+            if line.contains(' ') && !first.is_empty() {
+                tag = first;
+            }
+            match answer(&line, &tag) {
+                Some(r) => {
+                    if w.write_all(r.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+                None => return,
+            }
+        }
+    });
+    (port, t)
+}
+
+fn exchange_smtp(line: &str, _: &str) -> Option<String> {
+    let u = line.to_ascii_uppercase();
+    Some(if u.starts_with("EHLO") {
+        "250-outlook.office365.com Hello\r\n250-SIZE 157286400\r\n250 AUTH LOGIN XOAUTH2\r\n".into()
+    } else if u.starts_with("AUTH") {
+        "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled for more information.\r\n".into()
+    } else if u.starts_with("QUIT") {
+        "221 2.0.0 Service closing transmission channel\r\n".into()
+    } else {
+        "500 5.3.3 Unrecognized command\r\n".into()
+    })
+}
+
+fn exchange_imap(line: &str, tag: &str) -> Option<String> {
+    let u = line.to_ascii_uppercase();
+    Some(if u.contains(" CAPABILITY") {
+        format!(
+            "* CAPABILITY IMAP4 IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2 SASL-IR UIDPLUS MOVE ID UNSELECT CHILDREN IDLE NAMESPACE LITERAL+\r\n{tag} OK CAPABILITY completed.\r\n"
+        )
+    } else if u.contains(" AUTHENTICATE ") {
+        "+ \r\n".into()
+    } else if u.contains(" SELECT ") || u.contains(" EXAMINE ") {
+        format!("{tag} BAD User is authenticated but not connected.\r\n")
+    } else if u.contains(" LOGOUT") {
+        format!("* BYE\r\n{tag} OK LOGOUT completed.\r\n")
+    } else if !line.contains(' ') {
+        // The SASL response.
+        format!("{tag} OK AUTHENTICATE completed.\r\n")
+    } else {
+        format!("{tag} BAD Command Error. 12\r\n")
+    })
+}
+
+fn exchange_pop3(line: &str, _: &str) -> Option<String> {
+    let u = line.to_ascii_uppercase();
+    Some(if u.starts_with("CAPA") {
+        "+OK\r\nTOP\r\nUIDL\r\nSASL PLAIN XOAUTH2\r\nUSER\r\n.\r\n".into()
+    } else if u.starts_with("AUTH") {
+        "+ \r\n".into()
+    } else if u.starts_with("STAT") {
+        "-ERR User is authenticated but not connected.\r\n".into()
+    } else if u.starts_with("QUIT") {
+        "+OK Microsoft Exchange Server POP3 server signing off.\r\n".into()
+    } else if !line.contains(' ') {
+        "+OK User successfully authenticated.\r\n".into()
+    } else {
+        "-ERR Command is not valid in this state.\r\n".into()
+    })
+}
+
+/// Exchange Online's refusals come back with the hints the SMTP and
+/// mailbox code already has for them (needs no stack: the token is a
+/// cached one, the servers are scripted).
+#[test]
+fn exchange_refusals_carry_the_administrators_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = GrantStore::for_folder(
+        &CacheConfig {
+            path: Some(dir.path().to_path_buf()),
+            protection: Protection::None,
+        },
+        None,
+    )
+    .unwrap();
+    let t = now();
+    store
+        .save(&Grant {
+            account: USER.to_string(),
+            username: Some(USER.to_string()),
+            tenant_id: None,
+            oid: None,
+            protocols: Protocols::ALL,
+            app: false,
+            refresh_token: None,
+            access_token: Some(AccessToken {
+                token: Secret::new("cached-access-token-for-the-scripted-servers"),
+                issued_at: t,
+                expires_at: t + 3000,
+                protocols: Protocols::ALL,
+            }),
+            state: GrantState::Ok,
+            since: t,
+            not_before: None,
+            last_error: None,
+        })
+        .unwrap();
+    let (smtp, s1) = fake_server(
+        "220 outlook.office365.com Microsoft ESMTP MAIL Service ready\r\n",
+        exchange_smtp,
+    );
+    let (imap, s2) = fake_server(
+        "* OK The Microsoft Exchange IMAP4 service is ready.\r\n",
+        exchange_imap,
+    );
+    let (pop3, s3) = fake_server(
+        "+OK The Microsoft Exchange POP3 service is ready.\r\n",
+        exchange_pop3,
+    );
+    let server = |port: u16| json!({"host": "127.0.0.1", "port": port, "security": "none"});
+    let json = json!({
+        "provider": "custom",
+        "authority": "http://127.0.0.1:9",
+        "allow_plaintext_loopback": true,
+        "tenant": "contoso.test",
+        "client_id": "00000000-0000-0000-0000-0000000000a1",
+        "scopes": {"smtp": SMTP_SCOPE, "imap": IMAP_SCOPE, "pop3": POP_SCOPE},
+        "servers": {"smtp": server(smtp), "imap": server(imap), "pop3": server(pop3)},
+        "language": "de",
+        "cache": {"path": dir.path().to_string_lossy(), "protection": "none"},
+    });
+    let cfg = mailoauth::config::parse(&json.to_string()).unwrap().config;
+    let ctx = Arc::new(Context::new(cfg).unwrap());
+    let steps = run(&ctx);
+    assert!(step(&steps, StepKind::Token).is_ok());
+    let e = step(&steps, StepKind::Smtp).outcome.as_ref().unwrap_err();
+    assert_eq!(e.kind, ErrorKind::AuthRejected);
+    assert!(
+        e.server_reply
+            .as_deref()
+            .is_some_and(|r| r.starts_with("535 5.7.139"))
+    );
+    assert!(
+        e.hint
+            .as_ref()
+            .unwrap()
+            .de
+            .contains("SmtpClientAuthenticationDisabled $false")
+    );
+    for k in [StepKind::Imap, StepKind::Pop3] {
+        let e = step(&steps, k).outcome.as_ref().unwrap_err();
+        assert_eq!(e.kind, ErrorKind::MailboxAccessDenied, "{k:?}: {e:?}");
+        assert!(
+            e.server_reply
+                .as_deref()
+                .is_some_and(|r| r.contains("User is authenticated but not connected")),
+            "{k:?}: {e:?}"
+        );
+        assert!(e.hint.as_ref().unwrap().de.contains("FullAccess"), "{k:?}");
+    }
+    let v = mailoauth::ffi::account_test::result_json(&steps, Language::De);
+    assert_eq!(v["steps"][1]["code"], 303);
+    assert_eq!(v["steps"][2]["name"], "MAILBOX_ACCESS_DENIED");
+    assert_eq!(v["steps"][3]["name"], "MAILBOX_ACCESS_DENIED");
+    for s in [s1, s2, s3] {
+        s.join().unwrap();
+    }
+}
