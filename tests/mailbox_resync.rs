@@ -10,10 +10,8 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use mailbox_support::open::{context, request};
+use mailbox_support::open::{context, request, store};
 use mailbox_support::{stack, unique_user};
-use mailoauth::cache::GrantStore;
-use mailoauth::config::{CacheConfig, Protection};
 use mailoauth::mailbox::handle::Mailbox;
 use mailoauth::mailbox::state;
 use mailoauth::protocol::Protocol;
@@ -68,14 +66,7 @@ fn a_uidvalidity_change_keeps_acknowledged_messages_acknowledged() {
     mb.close();
 
     // The \Seen of seeded[2] was acknowledged but never reached the server.
-    let store = GrantStore::for_folder(
-        &CacheConfig {
-            path: Some(dir.path().to_path_buf()),
-            protection: Protection::None,
-        },
-        None,
-    )
-    .unwrap();
+    let store = store(dir.path());
     let key = state::key(&user, Protocol::Imap, "INBOX");
     let mut raw: Value = store.load_raw(&key).unwrap().unwrap();
     assert_eq!(

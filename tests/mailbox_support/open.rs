@@ -19,6 +19,18 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// The unprotected cache store in `cache` (grants, poll states).
+pub fn store(cache: &Path) -> GrantStore {
+    GrantStore::for_folder(
+        &CacheConfig {
+            path: Some(cache.to_path_buf()),
+            protection: Protection::None,
+        },
+        None,
+    )
+    .unwrap()
+}
+
 pub fn config_json(stack: &Stack, cache: &Path, extra: Value) -> String {
     let host = stack.v["imap"]["host"].as_str().unwrap_or("127.0.0.2");
     let mut v = json!({
@@ -45,14 +57,7 @@ pub fn config_json(stack: &Stack, cache: &Path, extra: Value) -> String {
 
 /// Puts a minted token for `user` into the cache at `cache`.
 pub fn seed_grant(stack: &Stack, cache: &Path, user: &str) {
-    let store = GrantStore::for_folder(
-        &CacheConfig {
-            path: Some(cache.to_path_buf()),
-            protection: Protection::None,
-        },
-        None,
-    )
-    .unwrap();
+    let store = store(cache);
     let t = now();
     store
         .save(&Grant {

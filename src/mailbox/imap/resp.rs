@@ -565,30 +565,20 @@ m1 OK done\r\n";
             panic!()
         };
         assert_eq!(f.section(""), Some(&b"zz"[..]));
-        // Over the limit: refused before a byte is written.
-        let data = b"* 1 FETCH (UID 5 BODY[] {500}\r\n";
-        let mut b = Buffered::with_capacity(&data[..], 64);
-        let mut sink: Vec<u8> = Vec::new();
-        let e = read_response_into(
-            &mut b,
-            Limits { max_literal: 100 },
-            &mut budget,
-            Some(&mut sink),
-        )
-        .unwrap_err();
+        // Fails with what the sink got: over the limit, refused before a
+        // byte is written; cut in the middle, what arrived is in the sink.
+        let failing = |data: &[u8]| {
+            let mut b = Buffered::with_capacity(data, 64);
+            let mut sink: Vec<u8> = Vec::new();
+            let mut budget = 1000u64;
+            let limits = Limits { max_literal: 100 };
+            let e = read_response_into(&mut b, limits, &mut budget, Some(&mut sink)).unwrap_err();
+            (e, sink)
+        };
+        let (e, sink) = failing(b"* 1 FETCH (UID 5 BODY[] {500}\r\n");
         assert!(matches!(e, RespError::LiteralTooLarge(500)));
         assert!(sink.is_empty());
-        // Cut in the middle: Eof, what arrived is in the sink.
-        let data = b"* 1 FETCH (UID 5 BODY[] {50}\r\nonly this";
-        let mut b = Buffered::with_capacity(&data[..], 64);
-        let mut sink: Vec<u8> = Vec::new();
-        let e = read_response_into(
-            &mut b,
-            Limits { max_literal: 100 },
-            &mut budget,
-            Some(&mut sink),
-        )
-        .unwrap_err();
+        let (e, sink) = failing(b"* 1 FETCH (UID 5 BODY[] {50}\r\nonly this");
         assert!(matches!(e, RespError::Eof));
         assert_eq!(sink, b"only this");
     }
