@@ -46,6 +46,13 @@ namespace MailOAuth.Tests
             throw new SkipException(_whyNot);
         }
 
+        internal static void ResetIfUsed()
+        {
+            if (_stack == null) return;
+            try { Admin("/admin/reset", null); }
+            catch (Exception e) { Console.WriteLine("note: resetting the identity imitation failed: " + e.Message); }
+        }
+
         internal static string IdpBase { get { return Need().GetObject("idp").GetString("http"); } }
 
         internal static string Http(string method, string url, string jsonBody)

@@ -56,6 +56,7 @@ namespace MailOAuth.Tests
             Register();
             int rc = Runner.Run(args.Length > 0 ? args[0] : null);
             MailOAuthLibrary.SetLogger(LogLevel.Off, null);
+            Stack.ResetIfUsed();                        // auto-consent off again for suites sharing the stack
             return rc;
         }
 
