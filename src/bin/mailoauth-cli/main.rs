@@ -69,6 +69,7 @@ pub enum Command {
     Accounts,
     /// Check whether a token is available without signing in, and until when.
     Token {
+        /// The account (default: the only one in the cache).
         #[arg(long)]
         account: Option<String>,
         /// Check only (the default); the token itself is never printed without --show-token.
@@ -83,6 +84,7 @@ pub enum Command {
     },
     /// Send a mail over SMTP with the account's token.
     Send {
+        /// The account that sends (default: the only one in the cache).
         #[arg(long)]
         account: Option<String>,
         /// Recipient (repeat for more).
@@ -102,6 +104,7 @@ pub enum Command {
     },
     /// List the new messages of a mailbox over IMAP or POP3.
     Poll {
+        /// The account whose mailbox is read (default: the only one in the cache).
         #[arg(long)]
         account: Option<String>,
         #[arg(long, default_value = "imap", value_parser = ["imap", "pop3"])]
@@ -121,6 +124,7 @@ pub enum Command {
     /// Check the setup step by step: configuration, identity provider, app
     /// registration, then the account test (token, SMTP, IMAP, POP3).
     Diagnose {
+        /// The account to test (default: the only one in the cache; none: no account test).
         #[arg(long)]
         account: Option<String>,
         /// Protocols to test (comma-separated; default all three).
