@@ -105,7 +105,7 @@ step "lint self-test" python3 "$here/tools/check_pinvoke.py" --self-test
 step "lint" python3 "$here/tools/check_pinvoke.py" "$here"/src/*.cs "$here"/tests/*.cs
 
 # ---- 2. builds --------------------------------------------------------------------------
-step "mcs -sdk:4.6.2 binding" mcs -sdk:4.6.2 -target:library -warnaserror+ -out:"$out/MailOAuth.dll" "$here"/src/*.cs
+step "mcs -sdk:4.6.2 binding" mcs -sdk:4.6.2 -langversion:7.2 -target:library -warnaserror+ -out:"$out/MailOAuth.dll" "$here"/src/*.cs
 step "mcs -sdk:4.6.2 tests" mcs -sdk:4.6.2 -warnaserror+ -debug -r:System.Net.dll -out:"$out/MailOAuth.Tests.exe" \
   "$here"/src/*.cs "$here"/tests/*.cs
 cat >"$out/MailOAuth.Tests.runtimeconfig.json" <<'JSON'

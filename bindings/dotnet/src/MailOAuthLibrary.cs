@@ -36,7 +36,24 @@ namespace MailOAuth
             {
                 if (_loaded) return;
                 WindowsLoader.PreloadForProcessArchitecture();
-                uint native = NativeMethods.mailoauth_abi_version();
+                uint native;
+                try
+                {
+                    native = NativeMethods.mailoauth_abi_version();
+                }
+                catch (DllNotFoundException e)
+                {
+                    throw new DllNotFoundException(
+                        "the native mailoauth library was not found: put mailoauth.dll (built for this process's " +
+                        (IntPtr.Size == 8 ? "x64" : "x86") + " architecture) next to the application or into its " +
+                        (IntPtr.Size == 8 ? "x64" : "x86") + " subfolder (libmailoauth.so on Linux: LD_LIBRARY_PATH)", e);
+                }
+                catch (BadImageFormatException e)
+                {
+                    throw new BadImageFormatException(
+                        "mailoauth.dll does not match this process's architecture (" + (IntPtr.Size == 8 ? "x64" : "x86") +
+                        "): ship the x64 and the x86 build in x64\\ and x86\\", e);
+                }
                 if (native < AbiVersion)
                     throw new MailOAuthException(ResultCode.AbiMismatch, "ABI_MISMATCH",
                         "the native mailoauth library has ABI version " + native + ", this binding needs " + AbiVersion +

@@ -77,6 +77,20 @@ namespace MailOAuth.Tests
                 Console.Out.Flush();
                 return 0;
             }
+            if (what == "no-library")
+            {
+                try
+                {
+                    MailOAuthLibrary.EnsureLoaded();
+                    Console.WriteLine("loaded?!");
+                    return 1;
+                }
+                catch (DllNotFoundException e)
+                {
+                    Console.WriteLine(e.GetType().Name + ": " + e.Message);
+                    return 0;
+                }
+            }
             return 2;
         }
 
@@ -91,6 +105,7 @@ namespace MailOAuth.Tests
                 RedirectStandardError = true,
                 WorkingDirectory = Path.GetTempPath(),
             };
+            if (what == "no-library") psi.EnvironmentVariables["LD_LIBRARY_PATH"] = "/nonexistent";
             using (var p = Process.Start(psi))
             {
                 var err = p.StandardError.ReadToEndAsync();
@@ -125,6 +140,12 @@ namespace MailOAuth.Tests
                 Assert.True(declared.Count >= 35, "header parsed: " + declared.Count);
                 Assert.Eq("", string.Join(", ", missing), "header functions without an import");
                 Assert.True(n >= declared.Count - 1, "imports resolved: " + n);
+            });
+            Test("missing_library_is_explained", () =>
+            {
+                var r = RunChild("no-library");
+                Assert.Eq(0, r.Item1, "child: " + r.Item2);
+                Assert.Contains(r.Item2, "DllNotFoundException: the native mailoauth library was not found", "clear message");
             });
             Test("version_and_abi_match_the_header", () =>
             {
