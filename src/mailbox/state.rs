@@ -371,8 +371,20 @@ impl PollState {
     }
 
     /// The server confirmed the change for this id.
+    /// A confirmed delete or move took the message out of the folder: its
+    /// fingerprint is no longer needed.
     pub fn confirm(&mut self, id: &Id) {
-        self.pending.remove(&id.to_text());
+        let done = self.pending.remove(&id.to_text());
+        if let (Id::Imap { uid, .. }, Some(action)) = (id, done) {
+            let left = match action {
+                Action::Delete => true,
+                Action::Move(to) => to != self.folder,
+                Action::Keep | Action::Seen => false,
+            };
+            if left {
+                self.fingerprints.remove(uid);
+            }
+        }
     }
 
     /// Records an acknowledgement with the message's fingerprint (IMAP;
@@ -693,6 +705,20 @@ mod tests {
             s.ack_with(&imap(1, u), Action::Keep, fp(10, &format!("<{u}@x>")))
                 .unwrap();
         }
+        // A confirmed delete or move (elsewhere) drops the fingerprint.
+        s.ack_with(&imap(1, 5), Action::Delete, fp(10, "<5@x>"))
+            .unwrap();
+        s.ack_with(&imap(1, 6), Action::Move("INBOX".into()), fp(10, "<6@x>"))
+            .unwrap();
+        s.ack_with(&imap(1, 7), Action::Move("Archive".into()), fp(10, "<7@x>"))
+            .unwrap();
+        for u in [5, 6, 7] {
+            s.confirm(&imap(1, u));
+        }
+        assert_eq!(
+            s.fingerprints.keys().copied().collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 6]
+        );
         assert!(s.prune_fingerprints(&[4, 2, 7]));
         assert_eq!(
             s.fingerprints.keys().copied().collect::<Vec<_>>(),
