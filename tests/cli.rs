@@ -257,6 +257,35 @@ fn diagnose_tells_a_wrong_client_secret_from_a_good_one() {
 }
 
 #[test]
+fn diagnose_reports_an_unreachable_identity_provider() {
+    let Some(st) = Stack::load() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let cfg = config_file(
+        &st,
+        dir.path(),
+        json!({"authority": format!("http://127.0.0.1:{closed}"), "http": {"proxy": "none", "timeout_ms": 2000}}),
+    );
+    let o = cli(
+        &["--config", &cfg.to_string_lossy(), "--json", "diagnose"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let v = json_of(&o);
+    let p = step(&v, "provider");
+    assert_eq!(p["name"], "NETWORK", "{v}");
+    assert!(
+        p["hint"].as_str().is_some_and(|h| h.contains("authority")),
+        "{v}"
+    );
+    assert_eq!(step(&v, "app")["name"], "NETWORK", "{v}");
+    assert_eq!(v["failed"], 2);
+}
+
+#[test]
 fn diagnose_stops_at_an_invalid_configuration() {
     let Some(st) = Stack::load() else { return };
     let dir = tempfile::tempdir().unwrap();
