@@ -19,7 +19,8 @@
 # MAILOAUTH_STACK_FILE pointing at it, g++ and pkg-config (Debian: pkgconf),
 # python3 (tests/stack/seed.py). Environment: CXX (default g++), CC (default
 # gcc), MAILOAUTH_TEST_LOOPS (scales the property loops), SKIP_STATIC=1 skips
-# the static link (slow with a debug build).
+# the static link (slow with a debug build), VALGRIND=1 adds valgrind runs of
+# uninstrumented builds (about 3 minutes more).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -133,6 +134,36 @@ for prog in "${PROGRAMS[@]}"; do
     record "$prog" "$p" "$f" "$note"
 done
 unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
+
+# Optional (VALGRIND=1, about 3 minutes): uninstrumented builds under valgrind,
+# as tests/c/run.sh does (definite leaks and memory errors exit 99).
+if [[ "${VALGRIND:-0}" == 1 ]]; then
+    for prog in "${PROGRAMS[@]}"; do
+        echo "== valgrind $prog"
+        plain=()
+        for flag in "${CXXFLAGS[@]}"; do [[ $flag == -fsanitize=* ]] || plain+=("$flag"); done
+        "$CXX" "${plain[@]}" -o "$BUILD/${prog}_plain" "$HERE/tests/$prog.cpp" "${LDFLAGS[@]}"
+        log="$BUILD/${prog}_vg.log"
+        rc=0
+        MAILOAUTH_TEST_TIMEOUT=1800 valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+            --show-leak-kinds=definite --num-callers=40 --suppressions="$ROOT/tests/c/valgrind.supp" --quiet \
+            "$BUILD/${prog}_plain" >"$log" 2>&1 || rc=$?
+        cat "$log"
+        line="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)"
+        p=0 f=0
+        if [[ -n "$line" ]]; then
+            p="${line%% passed*}"
+            f="${line#*passed, }"
+            f="${f%% failed}"
+        fi
+        note=""
+        if [[ $rc -ne 0 && $f -eq 0 ]] || [[ -z "$line" ]]; then
+            f=$((f + 1))
+            note="exit $rc (99: valgrind found errors or definite leaks)"
+        fi
+        record "valgrind $prog" "$p" "$f" "$note"
+    done
+fi
 
 # ------------------------------------------------------------- 3. packaging
 echo "== C packaging: stage.sh into a temporary prefix"
