@@ -35,15 +35,20 @@ fn inputs(target: &str) -> Vec<PathBuf> {
 
 fn replay(target: &str) -> usize {
     let files = inputs(target);
+    let mut failed = Vec::new();
     for f in &files {
         let data = std::fs::read(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-        let r = std::panic::catch_unwind(|| fuzzing::run(target, &data));
-        match r {
+        match std::panic::catch_unwind(|| fuzzing::run(target, &data)) {
             Ok(true) => {}
             Ok(false) => panic!("unknown fuzz target {target}"),
-            Err(_) => panic!("{target}: {} fails (see the panic above)", f.display()),
+            Err(_) => failed.push(f.display().to_string()),
         }
     }
+    assert!(
+        failed.is_empty(),
+        "{target}: these inputs fail (see the panics above):\n{}",
+        failed.join("\n")
+    );
     files.len()
 }
 
