@@ -54,6 +54,14 @@ def bob(ctx, idp, lib, need_consent):
     return ctx
 
 
+@pytest.fixture(autouse=True)
+def _idp_reset_after(idp):
+    """auto_consent off again for whatever shares the stack next (the Rust
+    tests that run after this suite expect the sign-in page)."""
+    yield
+    idp.reset()
+
+
 def seed(count: int, seed_no: int, size: int = 3000) -> None:
     env = dict(os.environ, MAILOAUTH_STACK_FILE=STACK_FILE)
     subprocess.run(
