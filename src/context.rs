@@ -61,6 +61,7 @@ impl Context {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(WORKER_THREADS)
             .thread_name("mailoauth-worker")
+            .on_thread_start(crate::sigpipe::block_on_this_thread)
             .enable_all()
             .build()
             .map_err(|e| Error::internal(format!("could not start the runtime: {e}")))?;

@@ -19,6 +19,7 @@ pub mod mailbox;
 pub mod protocol;
 pub mod request;
 pub mod secret;
+mod sigpipe;
 pub mod smtp;
 pub mod tls;
 pub mod tokens;

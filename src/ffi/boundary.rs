@@ -44,6 +44,7 @@ macro_rules! ffi_boundary {
 macro_rules! ffi_boundary_keep_error {
     ($($body:tt)*) => {{
         let _host_call = $crate::log::HostCall::enter();
+        let _sigpipe = $crate::sigpipe::HostThreadGuard::enter();
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| { $($body)* })) {
             Ok(v) => v,
             Err(payload) => {
