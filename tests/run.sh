@@ -51,6 +51,9 @@ suite "shared-mailbox (grant mode)" grant_mode_suite
 suite "c-abi" tests/c/run.sh
 suite "stack" python3 -m pytest tests/stack -q
 suite "host" python3 -m pytest tests/host -q
+suite "python binding" python3 -m pytest bindings/python/tests -q
+suite "c++ binding" bindings/cpp/run-tests.sh
+suite ".net binding" bindings/dotnet/run-tests.sh
 
 echo
 if ((failed)); then

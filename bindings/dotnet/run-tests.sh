@@ -115,10 +115,13 @@ cat >"$out/MailOAuth.Tests.runtimeconfig.json" <<'JSON'
 JSON
 
 # ---- 3. the foreign-allocator library ---------------------------------------------------
+# Its own target dir (a cdylib's file name carries no feature hash, so sharing target/ would
+# swap libraries under other tests), only the cdylib, no debug info: about half the time of
+# a full debug build of the crate and its dependencies.
 build_foreign() {
-  local flags=(--lib --features foreign-allocator --quiet)
+  local flags=(--lib --crate-type cdylib --features foreign-allocator --quiet)
   [[ "$profile" == release ]] && flags+=(--release)
-  CARGO_TARGET_DIR="$root/target/foreign-alloc" cargo build "${flags[@]}"
+  CARGO_PROFILE_DEV_DEBUG=0 CARGO_TARGET_DIR="$root/target/foreign-alloc" cargo rustc "${flags[@]}"
 }
 step "cargo build foreign-allocator ($profile)" build_foreign
 # The allocator's own unit tests: the module is self-contained, so rustc builds it alone in a second.
