@@ -41,6 +41,7 @@ mod bodies;
 mod idle;
 pub mod names;
 pub mod resp;
+mod select;
 pub mod wire;
 
 pub use bodies::IndexEntry;
@@ -285,48 +286,9 @@ impl Session {
     /// `MAILBOX_ACCESS_DENIED`; an unknown folder is `NOT_FOUND`.
     pub fn select(&mut self, folder: &str) -> Result<Selected> {
         let wire = names::encode(folder)?;
-        self.begin(COMMAND_BUDGET)?;
-        let r = self.s.select(&wire);
-        let mb = match r {
-            Ok(mb) => mb,
-            Err(imap::Error::Bad(b)) if is_not_connected(&b.information) => {
-                self.broken = true;
-                return Err(self.access_denied(&b.information));
-            }
-            Err(imap::Error::No(n)) => {
-                let kind = if n.information.to_ascii_uppercase().contains("[NONEXISTENT]")
-                    || n.information.contains("doesn't exist")
-                {
-                    ErrorKind::NotFound
-                } else {
-                    ErrorKind::MailboxAccessDenied
-                };
-                return Err(Error::new(
-                    kind,
-                    Text::new(
-                        format!("{} cannot open the folder '{folder}'", self.host),
-                        format!("{} kann den Ordner '{folder}' nicht öffnen", self.host),
-                    ),
-                )
-                .with_server_reply(&n.information));
-            }
-            Err(e) => return Err(self.fail(e, "SELECT")),
-        };
-        let Some(uid_validity) = mb.uid_validity else {
-            self.broken = true;
-            return Err(protocol(
-                &self.host,
-                "SELECT",
-                "the server sent no UIDVALIDITY",
-                "der Server hat keine UIDVALIDITY gesendet",
-            ));
-        };
-        let sel = Selected {
-            name: folder.to_string(),
-            uid_validity,
-            exists: mb.exists,
-            uid_next: mb.uid_next,
-        };
+        // Our own reader: the crate panics on an untagged NO in the
+        // response (select.rs).
+        let sel = self.select_own(folder, &wire)?;
         self.selected = Some(sel.clone());
         self.plan.clear();
         self.ahead.clear();

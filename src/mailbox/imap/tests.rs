@@ -468,3 +468,53 @@ fn a_literal_over_max_message_bytes_is_refused_before_reading() {
     assert!(t.elapsed() < Duration::from_secs(2));
     assert!(s.is_broken());
 }
+
+#[test]
+fn untagged_no_and_bad_in_a_select_response_are_warnings() {
+    // imap 3.0.0-alpha.15 panics on these (select.rs); RFC 3501 allows them.
+    let (port, seen, _h) = server(vec![
+        caps(),
+        ("AUTHENTICATE", "+ \r\n".into()),
+        ("SASL", "{tag} OK done\r\n".into()),
+        (
+            "SELECT",
+            "* NO [ALERT] Mailbox is over quota\r\n* 3 EXISTS\r\n* BAD odd\r\n\
+* OK [UIDVALIDITY 9] x\r\n* OK [UIDNEXT 12] y\r\n* FLAGS (\\Seen)\r\n{tag} OK [READ-WRITE] done\r\n"
+                .into(),
+        ),
+    ]);
+    let s = login(port).unwrap();
+    let sel = s.selected().unwrap();
+    assert_eq!(
+        (sel.uid_validity, sel.exists, sel.uid_next),
+        (9, 3, Some(12))
+    );
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("SELECT \"INBOX\""))
+    );
+}
+
+#[test]
+fn select_refusals_and_a_missing_uidvalidity() {
+    for (reply, kind) in [
+        (
+            "{tag} NO [NONEXISTENT] Mailbox doesn't exist\r\n",
+            ErrorKind::NotFound,
+        ),
+        ("{tag} NO [NOPERM] no\r\n", ErrorKind::MailboxAccessDenied),
+        ("* 1 EXISTS\r\n{tag} OK done\r\n", ErrorKind::Protocol),
+        ("{tag} BAD what\r\n", ErrorKind::Protocol),
+        ("* OK x\r\nzz OK wrong tag\r\n", ErrorKind::Protocol),
+    ] {
+        let (port, _, _h) = server(vec![
+            caps(),
+            ("AUTHENTICATE", "+ \r\n".into()),
+            ("SASL", "{tag} OK done\r\n".into()),
+            ("SELECT", reply.into()),
+        ]);
+        assert_eq!(login(port).err().unwrap().kind, kind, "{reply}");
+    }
+}
