@@ -391,7 +391,7 @@ pub fn begin(ctx: &Arc<Context>, request_json: &str) -> Result<Arc<AccountTestOp
             .map(|p| {
                 (
                     p,
-                    silent_token(ctx, &req, Protocols::of(p), &op.cancel).map(|(t, _)| t),
+                    silent_token(ctx, &req, Protocols::of(p), false, &op.cancel).map(|(t, _)| t),
                 )
             })
             .collect();
@@ -463,21 +463,48 @@ fn run_steps(
             return;
         }
         let start = Instant::now();
+        let live = fetched.is_none();
         let token = match fetched.as_mut() {
-            None => silent_token(ctx, req, Protocols::of(p), cancel).map(|(t, _)| t),
+            None => silent_token(ctx, req, Protocols::of(p), false, cancel).map(|(t, _)| t),
             Some(list) => match list.iter().position(|(q, _)| *q == p) {
                 Some(i) => list.swap_remove(i).1,
                 None => Err(Error::internal("no token was fetched for the step")),
             },
         };
-        let outcome = token.and_then(|t| {
-            match p {
-                Protocol::Smtp => smtp_check(ctx, req, &t, cancel),
-                Protocol::Imap => imap_check(ctx, req, &t, cancel),
-                Protocol::Pop3 => pop3_check(ctx, req, &t, cancel),
-            }
-            .map_err(|e| with_server_hint(e, p))
-        });
+        let check = |t: &Secret| match p {
+            Protocol::Smtp => smtp_check(ctx, req, t, cancel),
+            Protocol::Imap => imap_check(ctx, req, t, cancel),
+            Protocol::Pop3 => pop3_check(ctx, req, t, cancel),
+        };
+        let outcome = token
+            .and_then(|t| match check(&t) {
+                // As a real send or poll does: a rejected token gets one
+                // forced refresh and one more try. When the identity provider
+                // refuses that refresh (a revoked grant, a missing consent)
+                // its answer is the root cause and is reported; otherwise
+                // (no refresh token, provider unreachable) the server's
+                // rejection with its reply and hint is. Host-store grants are
+                // refreshed only on the host's thread, so their steps report
+                // the first answer.
+                Err(rejected)
+                    if live
+                        && rejected.kind == ErrorKind::AuthRejected
+                        && can_refresh(ctx, req) =>
+                {
+                    match silent_token(ctx, req, Protocols::of(p), true, cancel) {
+                        Ok((fresh, _)) => check(&fresh),
+                        Err(e)
+                            if e.kind == ErrorKind::ConsentRequired
+                                && e.provider_code.is_some() =>
+                        {
+                            Err(e)
+                        }
+                        Err(_) => Err(rejected),
+                    }
+                }
+                other => other,
+            })
+            .map_err(|e| with_server_hint(e, p));
         if let Err(e) = &outcome {
             log::info!(
                 "account test of {}: the {} step failed ({:?})",
@@ -536,11 +563,22 @@ fn step_timeout(t: Duration) -> Error {
     .transient()
 }
 
+/// Whether a forced refresh can get another token: a refresh token, or an
+/// app grant (client credentials). Without either it would only mark the
+/// grant as needing consent.
+fn can_refresh(ctx: &Context, req: &TestRequest) -> bool {
+    ctx.grant_store()
+        .ok()
+        .and_then(|store| store.load(&req.account).ok().flatten())
+        .is_some_and(|g| g.app || g.refresh_token.is_some())
+}
+
 /// A silent token covering `wanted`, with its expiry when the store knows it.
 fn silent_token(
     ctx: &Context,
     req: &TestRequest,
     wanted: Protocols,
+    force_refresh: bool,
     cancel: &Cancel,
 ) -> Result<(Secret, Option<i64>)> {
     let store = ctx.grant_store()?;
@@ -548,7 +586,7 @@ fn silent_token(
     let account = req.account.as_str();
     let token = block(ctx, cancel, req.step_timeout, async {
         ctx.tokens()
-            .get(&store, &client, account, wanted, false)
+            .get(&store, &client, account, wanted, force_refresh)
             .await
     })?;
     let expires = store.load(account).ok().flatten().and_then(|g| {
@@ -562,7 +600,7 @@ fn silent_token(
 
 fn token_step(ctx: &Context, req: &TestRequest, cancel: &Cancel) -> Step {
     let start = Instant::now();
-    let outcome = silent_token(ctx, req, req.protocols, cancel).map(|(_, expires_at)| {
+    let outcome = silent_token(ctx, req, req.protocols, false, cancel).map(|(_, expires_at)| {
         let names = req.protocols.names().join(", ");
         let message = match expires_at {
             Some(at) => {

@@ -585,3 +585,57 @@ fn exchange_refusals_carry_the_administrators_fix() {
         s.join().unwrap();
     }
 }
+
+/// The servers reject the cached access token (revoked at the provider) and
+/// the provider refuses the refresh token: as a real send or poll would, the
+/// step refreshes once, and reports the provider's refusal (sign in again)
+/// rather than the server's rejection.
+#[test]
+fn a_revoked_grant_is_reported_as_consent_required_after_one_forced_refresh() {
+    let Some(st) = Stack::load() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store = GrantStore::for_folder(
+        &CacheConfig {
+            path: Some(dir.path().to_path_buf()),
+            protection: Protection::None,
+        },
+        None,
+    )
+    .unwrap();
+    let t = now();
+    store
+        .save(&Grant {
+            account: USER.to_string(),
+            username: Some(USER.to_string()),
+            tenant_id: None,
+            oid: None,
+            protocols: Protocols::ALL,
+            app: false,
+            refresh_token: Some(Secret::new("refresh-token-the-provider-revoked")),
+            access_token: Some(AccessToken {
+                token: Secret::new("access-token-the-provider-revoked-0123456789"),
+                issued_at: t,
+                expires_at: t + 3000,
+                protocols: Protocols::ALL,
+            }),
+            state: GrantState::Ok,
+            since: t,
+            not_before: None,
+            last_error: None,
+        })
+        .unwrap();
+    let ctx = context(&st, dir.path(), json!({}), "en");
+    let steps = run(&ctx);
+    // The cache alone cannot know: the token step passes.
+    assert!(step(&steps, StepKind::Token).is_ok());
+    for k in [StepKind::Smtp, StepKind::Imap, StepKind::Pop3] {
+        let e = step(&steps, k).outcome.as_ref().unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ConsentRequired, "{k:?}: {e:?}");
+        assert!(
+            e.provider_code
+                .as_deref()
+                .is_some_and(|c| c.starts_with("AADSTS")),
+            "{k:?}: {e:?}"
+        );
+    }
+}
