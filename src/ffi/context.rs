@@ -121,9 +121,11 @@ pub extern "C" fn mailoauth_context_cancel(ctx: *mut mailoauth_context) -> i32 {
 pub extern "C" fn mailoauth_context_free(ctx: *mut mailoauth_context) {
     ffi_boundary_keep_error! {
         if let Some(context) = CONTEXTS.remove(ctx) {
+            // Close first: open mailboxes release their poll-state locks
+            // through the host store's callbacks, here on the host's thread.
             // After this returns the host's store callbacks are never called.
-            super::store::revoke_for(ctx as usize);
             context.close();
+            super::store::revoke_for(ctx as usize);
             drop(context);
         }
     }
