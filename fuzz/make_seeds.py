@@ -76,6 +76,7 @@ def pop3_full(greeting, capa, step=0, opts=3, pipelined=False):
     out += b"+OK %d octets\r\n" % len(MSG1) + stuff(MSG1)
     out += b"+OK %d octets\r\n" % len(MSG2) + stuff(MSG2)
     out += b"+OK\r\n" + stuff(MSG1)
+    out += b"+OK\r\n" + stuff(MSG1)  # retr_to
     out += b"+OK Deleted.\r\n+OK\r\n+OK\r\n+OK Microsoft Exchange Server POP3 server signing off.\r\n"
     return out
 
@@ -136,7 +137,9 @@ def imap_full(caps_pre, caps_post, select, order_exchange):
               caps_pre, "+ \r\n", "$T OK AUTHENTICATE completed.\r\n", caps_post, select,
               "* SEARCH 7 8\r\n$T OK SEARCH completed.\r\n",
               imap_summary(1, 7, HDR1) + imap_summary(2, 8, HDR2) + b"$T OK FETCH completed.\r\n",
-              b"* 1 FETCH (UID 7 RFC822.SIZE %d)\r\n* 2 FETCH (RFC822.SIZE %d UID 8)\r\n$T OK FETCH completed.\r\n" % (len(MSG1), len(MSG2))]
+              b"* 1 FETCH (UID 7 RFC822.SIZE %d)\r\n* 2 FETCH (RFC822.SIZE %d UID 8)\r\n$T OK FETCH completed.\r\n" % (len(MSG1), len(MSG2)),
+              # fetch_to: the body streamed to a file.
+              b"* 1 FETCH (UID 7 FLAGS (\\Seen) BODY[] {%d}\r\n" % len(MSG1) + MSG1 + b")\r\n$T OK FETCH completed.\r\n"]
     if order_exchange:
         # Exchange: items in its own order, a flag update in between.
         pieces.append(b"* 1 FETCH (BODY[] {%d}\r\n" % len(MSG1) + MSG1 + b" UID 7)\r\n* 2 FETCH (FLAGS (\\Seen))\r\n"

@@ -400,6 +400,23 @@ pub fn pop3_wire(data: &[u8]) {
             }
         }
     }
+    // A body read into a writer piece by piece is the body read at once.
+    let mut r1 = Reader::with_capacity(Trickle { data: wire, step }, 0);
+    let mut r2 = Reader::with_capacity(
+        Trickle {
+            data: wire,
+            step: 7,
+        },
+        0,
+    );
+    let mut whole = Vec::new();
+    let mut pieces: Vec<u8> = Vec::new();
+    let a = r1.read_body(&mut whole, limit, limit);
+    let b = r2.read_body_to(&mut pieces, limit, limit);
+    assert!(
+        format!("{a:?}") == format!("{b:?}") && whole == pieces,
+        "read_body and read_body_to differ: {a:?} vs {b:?}"
+    );
     // Dot-stuffing round trip of the same bytes as a message.
     let stuffed = pop3_wire::stuff(wire);
     let mut r = Reader::with_capacity(
@@ -494,6 +511,15 @@ pub fn pop3_session(data: &[u8]) {
     c.result(&r);
     if let Some(e) = entries.first() {
         c.result(&s.retr(e.msg, e.size));
+        let mut file = Vec::new();
+        let r = s.retr_to(e.msg, e.size, &mut file);
+        c.result(&r);
+        if let Ok(n) = r {
+            assert!(
+                n == file.len() as u64 && n <= max,
+                "retr_to wrote {n} bytes"
+            );
+        }
         c.result(&s.dele(e.msg));
     }
     c.result(&s.noop());
@@ -551,6 +577,55 @@ pub fn imap_resp(data: &[u8]) {
         }
     }
     assert!(body_bytes <= budget, "more body bytes than the read budget");
+    imap_streamed(wire, step, cap, max_literal, budget);
+}
+
+/// The same bytes read with the `BODY[]` literal of each response streamed
+/// to a writer: the responses are those read in memory with that data
+/// moved to the writer, which gets exactly the body.
+fn imap_streamed(wire: &[u8], step: usize, cap: usize, max_literal: u64, budget: u64) {
+    let mut plain = Buffered::with_capacity(Trickle { data: wire, step }, cap);
+    let mut streaming = Buffered::with_capacity(Trickle { data: wire, step }, cap);
+    let (mut left_a, mut left_b) = (budget, budget);
+    for _ in 0..10_000 {
+        let a = resp::read_response(&mut plain, Limits { max_literal }, &mut left_a);
+        let mut sink: Vec<u8> = Vec::new();
+        let b = resp::read_response_into(
+            &mut streaming,
+            Limits { max_literal },
+            &mut left_b,
+            Some(&mut sink),
+        );
+        match (a, b) {
+            (Ok(None), Ok((None, None))) => return,
+            (Ok(Some(a)), Ok((Some(b), streamed))) => {
+                assert!(left_a == left_b, "streaming changes the budget");
+                match streamed {
+                    None => {
+                        assert!(sink.is_empty());
+                        assert!(a == b, "streaming changes a response: {a:?} vs {b:?}");
+                    }
+                    Some(n) => {
+                        assert!(n == sink.len() as u64, "streamed {n}, wrote {}", sink.len());
+                        assert!(n <= max_literal);
+                        let (Response::Fetch(mut fa), Response::Fetch(fb)) = (a, b) else {
+                            panic!("a streamed literal outside a FETCH");
+                        };
+                        if let Some(d) = fa.section("") {
+                            assert!(d == &sink[..], "the streamed body differs");
+                            assert!(fb.section("") == Some(&b""[..]));
+                            fa.take_section("");
+                        }
+                        let mut fb = fb;
+                        fb.take_section("");
+                        assert!(fa.seq == fb.seq && fa.uid == fb.uid && fa.size == fb.size);
+                    }
+                }
+            }
+            (Err(_), Err(_)) => return,
+            (a, b) => panic!("streaming changes the outcome: {a:?} vs {b:?}"),
+        }
+    }
 }
 
 type Outcome = (Vec<Response>, Option<String>);
@@ -623,6 +698,18 @@ pub fn imap_session(data: &[u8]) {
         c.result(&sizes);
         let sizes = sizes.unwrap_or_default();
         s.set_read_ahead(&sizes);
+        if let Some(&(uid, _)) = sizes.first() {
+            // Streamed to a "file" (nothing read ahead yet).
+            let mut file = Vec::new();
+            let r = s.fetch_to(uid, &mut file);
+            c.result(&r);
+            if let Ok(n) = r {
+                assert!(
+                    n == file.len() as u64 && n <= max,
+                    "fetch_to wrote {n} bytes"
+                );
+            }
+        }
         if let Some(&(uid, _)) = sizes.first() {
             let r = s.fetch(uid);
             c.result(&r);
