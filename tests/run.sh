@@ -54,6 +54,9 @@ suite "host" python3 -m pytest tests/host -q
 suite "python binding" python3 -m pytest bindings/python/tests -q
 suite "c++ binding" bindings/cpp/run-tests.sh
 suite ".net binding" bindings/dotnet/run-tests.sh
+# Last: it rebuilds the library with the `fuzzing` feature (a cdylib's file name carries no
+# feature hash, so the suites above must have run against the plain build first).
+suite "fuzz corpus" cargo test --quiet --features fuzzing --test fuzz_corpus
 
 echo
 if ((failed)); then
