@@ -292,8 +292,9 @@ pub(crate) fn key_path(path: &serde_ignored::Path<'_>) -> String {
         Path::Seq { parent, index } => format!("{}[{index}]", key_path(parent)),
         Path::Map { parent, key } => {
             let p = key_path(parent);
+            let key = crate::request::shown(key);
             if p.is_empty() {
-                key.to_string()
+                key
             } else {
                 format!("{p}.{key}")
             }
@@ -325,11 +326,22 @@ fn reject_control_characters(v: &serde_json::Value, path: &str) -> Result<()> {
         }
         serde_json::Value::Object(map) => {
             for (k, item) in map {
+                // Key names end up in messages and logs: never with their
+                // control characters.
                 let p = if path.is_empty() {
-                    k.clone()
+                    crate::request::shown(k)
                 } else {
-                    format!("{path}.{k}")
+                    format!("{path}.{}", crate::request::shown(k))
                 };
+                if k.chars().any(char::is_control) {
+                    return Err(Error::new(
+                        ErrorKind::InvalidArgument,
+                        Text::new(
+                            format!("configuration key '{p}' contains a control character"),
+                            format!("Konfigurationsschlüssel '{p}' enthält ein Steuerzeichen"),
+                        ),
+                    ));
+                }
                 reject_control_characters(item, &p)?;
             }
         }

@@ -80,7 +80,8 @@ impl<'de> Visitor<'de> for StrictVisitor {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
             if out.contains_key(&key) {
-                return Err(de::Error::custom(format_args!("duplicate key '{key}'")));
+                let shown = crate::request::shown(&key);
+                return Err(de::Error::custom(format_args!("duplicate key '{shown}'")));
             }
             let Strict(v) = map.next_value()?;
             out.insert(key, v);
