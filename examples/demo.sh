@@ -25,7 +25,7 @@ STACK_FILE="${MAILOAUTH_STACK_FILE:-/tmp/mailoauth-stack.json}"
 mkdir -p "$OUT"
 
 echo "== building the library and the host" >&2
-(cd "$ROOT" && cargo build --lib --quiet)
+(cd "$ROOT" && cargo build --workspace --quiet)
 "${CC:-gcc}" -std=c11 -Wall -Wextra -Werror -g -I"$ROOT/include" -o "$OUT/demo_host" "$HERE/demo_host.c" \
     -L"$LIBDIR" -lmailoauth -Wl,-rpath,"$LIBDIR"
 

@@ -21,7 +21,8 @@ BUILD="$HERE/build"
 mkdir -p "$BUILD"
 
 echo "== cargo build (debug)"
-(cd "$ROOT" && "$CARGO" build --lib)
+# --workspace: the same feature unification as tests/run.sh's build, so nothing is rebuilt.
+(cd "$ROOT" && "$CARGO" build --workspace)
 [[ -f "$LIBDIR/libmailoauth.so" ]] || { echo "run.sh: $LIBDIR/libmailoauth.so missing" >&2; exit 1; }
 [[ -f "$ROOT/include/mailoauth.h" ]] || { echo "run.sh: include/mailoauth.h missing (cbindgen)" >&2; exit 1; }
 

@@ -138,8 +138,10 @@ if [ -n "${MAILOAUTH_IDP_BIN:-}" ]; then
     IDP_BIN="$MAILOAUTH_IDP_BIN"
 else
     command -v cargo >/dev/null 2>&1 || die "cargo not found (needed to build mailoauth-test-idp)"
-    log "building mailoauth-test-idp (cargo build -p mailoauth-test-idp)"
-    (cd "$ROOT" && cargo build -q -p mailoauth-test-idp) || die "cargo build -p mailoauth-test-idp failed"
+    # --workspace, not -p: one feature unification for every build of the project, so the
+    # library's and the imitation's shared dependencies are compiled once, not once per selection.
+    log "building mailoauth-test-idp (cargo build --workspace)"
+    (cd "$ROOT" && cargo build -q --workspace) || die "cargo build --workspace failed"
     tdir="${CARGO_TARGET_DIR:-$ROOT/target}"
     case "$tdir" in /*) ;; *) tdir="$ROOT/$tdir" ;; esac
     IDP_BIN="$tdir/debug/mailoauth-test-idp"
