@@ -14,11 +14,14 @@ suite() {
   local name="$1"
   shift
   echo "=== $name: $*"
+  local start=$SECONDS
   if "$@"; then
     passed=$((passed + 1))
+    echo "=== $name: passed in $((SECONDS - start)) s"
   else
     failed=$((failed + 1))
     failed_names+=("$name")
+    echo "=== $name: FAILED after $((SECONDS - start)) s"
   fi
 }
 
