@@ -379,7 +379,7 @@ enum TokenSource {
 
 /// Starts an account test in the background (see the module docs).
 pub fn begin(ctx: &Arc<Context>, request_json: &str) -> Result<Arc<AccountTestOp>> {
-    refuse_inside_runtime()?;
+    crate::context::refuse_inside_runtime()?;
     let req = TestRequest::parse(request_json, ctx.config())?;
     let op = Arc::new(AccountTestOp::new());
     let source = if ctx.uses_host_store() {
@@ -421,7 +421,7 @@ pub fn begin(ctx: &Arc<Context>, request_json: &str) -> Result<Arc<AccountTestOp
 /// Runs the whole test on the calling thread, handing each step to
 /// `on_step` as it finishes (the CLI prints them as they come).
 pub fn run(ctx: &Context, req: &TestRequest, mut on_step: impl FnMut(&Step)) -> Result<Vec<Step>> {
-    refuse_inside_runtime()?;
+    crate::context::refuse_inside_runtime()?;
     let cancel = Cancel::default();
     let mut steps = Vec::new();
     run_steps(ctx, req, &cancel, TokenSource::Live, |s| {
@@ -429,19 +429,6 @@ pub fn run(ctx: &Context, req: &TestRequest, mut on_step: impl FnMut(&Step)) -> 
         steps.push(s);
     });
     Ok(steps)
-}
-
-fn refuse_inside_runtime() -> Result<()> {
-    if tokio::runtime::Handle::try_current().is_ok() {
-        return Err(Error::new(
-            ErrorKind::InvalidState,
-            Text::new(
-                "a callback must not call back into the library",
-                "ein Callback darf die Bibliothek nicht erneut aufrufen",
-            ),
-        ));
-    }
-    Ok(())
 }
 
 fn run_steps(

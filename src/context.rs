@@ -356,15 +356,7 @@ impl Context {
     where
         F: Future<Output = Result<T>>,
     {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(Error::new(
-                ErrorKind::InvalidState,
-                Text::new(
-                    "a callback must not call back into the library",
-                    "ein Callback darf die Bibliothek nicht erneut aufrufen",
-                ),
-            ));
-        }
+        refuse_inside_runtime()?;
         let Some(rt) = self.runtime.0.as_ref() else {
             return Err(Error::internal("the runtime is gone"));
         };
@@ -422,6 +414,21 @@ impl Drop for Runtime {
             rt.shutdown_background();
         }
     }
+}
+
+/// A blocking call made from inside the runtime (a host callback calling
+/// back into the library) would deadlock: refused instead.
+pub(crate) fn refuse_inside_runtime() -> Result<()> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err(Error::new(
+            ErrorKind::InvalidState,
+            Text::new(
+                "a callback must not call back into the library",
+                "ein Callback darf die Bibliothek nicht erneut aufrufen",
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
