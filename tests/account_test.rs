@@ -16,8 +16,6 @@ use std::time::Duration;
 
 use mailoauth::Context;
 use mailoauth::account_test::{self, Step, StepKind, TestRequest, TestState};
-use mailoauth::cache::{AccessToken, Grant, GrantState, GrantStore};
-use mailoauth::config::{CacheConfig, Protection};
 use mailoauth::error::ErrorKind;
 use mailoauth::i18n::Language;
 use mailoauth::protocol::Protocols;
@@ -78,54 +76,21 @@ fn context(st: &Stack, cache: &Path, over: Value, language: &str) -> Arc<Context
 /// `scopes` (the grant claims all three protocols), or, with no scopes, an
 /// expired access token and a refresh token the provider does not know.
 fn seed(st: &Stack, cache: &Path, scopes: &[&str]) -> Option<Secret> {
-    let store = GrantStore::for_folder(
-        &CacheConfig {
-            path: Some(cache.to_path_buf()),
-            protection: Protection::None,
-        },
-        None,
-    )
-    .unwrap();
-    let t = now();
-    let (access, refresh, minted) = if scopes.is_empty() {
-        let dead = AccessToken {
-            token: Secret::new("expired-access-token-0123456789"),
-            issued_at: t - 7200,
-            expires_at: t - 3600,
-            protocols: Protocols::ALL,
-        };
-        (
-            dead,
+    if scopes.is_empty() {
+        // An expired access token and a refresh token the provider never issued.
+        support::save_grant(
+            cache,
+            USER,
+            Secret::new("expired-access-token-0123456789"),
+            -3600,
             Some(Secret::new("refresh-token-the-provider-never-issued")),
-            None,
-        )
+        );
+        None
     } else {
         let token = st.mint(USER, scopes);
-        let at = AccessToken {
-            token: token.clone(),
-            issued_at: t,
-            expires_at: t + 3000,
-            protocols: Protocols::ALL,
-        };
-        (at, None, Some(token))
-    };
-    store
-        .save(&Grant {
-            account: USER.to_string(),
-            username: Some(USER.to_string()),
-            tenant_id: None,
-            oid: None,
-            protocols: Protocols::ALL,
-            app: false,
-            refresh_token: refresh,
-            access_token: Some(access),
-            state: GrantState::Ok,
-            since: t,
-            not_before: None,
-            last_error: None,
-        })
-        .unwrap();
-    minted
+        support::save_grant(cache, USER, token.clone(), 3000, None);
+        Some(token)
+    }
 }
 
 const ALL_SCOPES: [&str; 3] = [SMTP_SCOPE, IMAP_SCOPE, POP_SCOPE];
@@ -494,36 +459,13 @@ fn exchange_pop3(line: &str, _: &str) -> Option<String> {
 #[test]
 fn exchange_refusals_carry_the_administrators_fix() {
     let dir = tempfile::tempdir().unwrap();
-    let store = GrantStore::for_folder(
-        &CacheConfig {
-            path: Some(dir.path().to_path_buf()),
-            protection: Protection::None,
-        },
+    support::save_grant(
+        dir.path(),
+        USER,
+        Secret::new("cached-access-token-for-the-scripted-servers"),
+        3000,
         None,
-    )
-    .unwrap();
-    let t = now();
-    store
-        .save(&Grant {
-            account: USER.to_string(),
-            username: Some(USER.to_string()),
-            tenant_id: None,
-            oid: None,
-            protocols: Protocols::ALL,
-            app: false,
-            refresh_token: None,
-            access_token: Some(AccessToken {
-                token: Secret::new("cached-access-token-for-the-scripted-servers"),
-                issued_at: t,
-                expires_at: t + 3000,
-                protocols: Protocols::ALL,
-            }),
-            state: GrantState::Ok,
-            since: t,
-            not_before: None,
-            last_error: None,
-        })
-        .unwrap();
+    );
     let (smtp, s1) = fake_server(
         "220 outlook.office365.com Microsoft ESMTP MAIL Service ready\r\n",
         exchange_smtp,
@@ -594,36 +536,13 @@ fn exchange_refusals_carry_the_administrators_fix() {
 fn a_revoked_grant_is_reported_as_consent_required_after_one_forced_refresh() {
     let Some(st) = Stack::load() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let store = GrantStore::for_folder(
-        &CacheConfig {
-            path: Some(dir.path().to_path_buf()),
-            protection: Protection::None,
-        },
-        None,
-    )
-    .unwrap();
-    let t = now();
-    store
-        .save(&Grant {
-            account: USER.to_string(),
-            username: Some(USER.to_string()),
-            tenant_id: None,
-            oid: None,
-            protocols: Protocols::ALL,
-            app: false,
-            refresh_token: Some(Secret::new("refresh-token-the-provider-revoked")),
-            access_token: Some(AccessToken {
-                token: Secret::new("access-token-the-provider-revoked-0123456789"),
-                issued_at: t,
-                expires_at: t + 3000,
-                protocols: Protocols::ALL,
-            }),
-            state: GrantState::Ok,
-            since: t,
-            not_before: None,
-            last_error: None,
-        })
-        .unwrap();
+    support::save_grant(
+        dir.path(),
+        USER,
+        Secret::new("access-token-the-provider-revoked-0123456789"),
+        3000,
+        Some(Secret::new("refresh-token-the-provider-revoked")),
+    );
     let ctx = context(&st, dir.path(), json!({}), "en");
     let steps = run(&ctx);
     // The cache alone cannot know: the token step passes.

@@ -16,9 +16,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use mailoauth::cache::{AccessToken, Grant, GrantState, GrantStore};
-use mailoauth::config::{CacheConfig, Protection};
-use mailoauth::protocol::Protocols;
 use serde_json::{Value, json};
 use smtp_common::{IMAP_SCOPE, POP_SCOPE, SMTP_SCOPE, Stack};
 
@@ -66,38 +63,9 @@ fn config_file(st: &Stack, dir: &Path, extra: Value) -> PathBuf {
 /// A grant for `USER` with a minted access token (all three scopes);
 /// returns the token.
 fn seed(st: &Stack, dir: &Path) -> String {
-    let store = GrantStore::for_folder(
-        &CacheConfig {
-            path: Some(dir.join("cache")),
-            protection: Protection::None,
-        },
-        None,
-    )
-    .unwrap();
-    let t = now();
     let token = st.mint(USER, &[SMTP_SCOPE, IMAP_SCOPE, POP_SCOPE]);
     let text = token.expose().to_string();
-    store
-        .save(&Grant {
-            account: USER.to_string(),
-            username: Some(USER.to_string()),
-            tenant_id: None,
-            oid: None,
-            protocols: Protocols::ALL,
-            app: false,
-            refresh_token: None,
-            access_token: Some(AccessToken {
-                token,
-                issued_at: t,
-                expires_at: t + 3000,
-                protocols: Protocols::ALL,
-            }),
-            state: GrantState::Ok,
-            since: t,
-            not_before: None,
-            last_error: None,
-        })
-        .unwrap();
+    support::save_grant(&dir.join("cache"), USER, token, 3000, None);
     text
 }
 

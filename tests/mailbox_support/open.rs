@@ -5,30 +5,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use mailoauth::Context;
-use mailoauth::cache::{AccessToken, Grant, GrantState, GrantStore};
-use mailoauth::config::{CacheConfig, Protection};
-use mailoauth::protocol::Protocols;
+use mailoauth::cache::GrantStore;
 use serde_json::{Value, json};
 
 use super::Stack;
 
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// The unprotected cache store in `cache` (grants, poll states).
 pub fn store(cache: &Path) -> GrantStore {
-    GrantStore::for_folder(
-        &CacheConfig {
-            path: Some(cache.to_path_buf()),
-            protection: Protection::None,
-        },
-        None,
-    )
-    .unwrap()
+    crate::support::file_store(cache)
 }
 
 pub fn config_json(stack: &Stack, cache: &Path, extra: Value) -> String {
@@ -57,29 +41,7 @@ pub fn config_json(stack: &Stack, cache: &Path, extra: Value) -> String {
 
 /// Puts a minted token for `user` into the cache at `cache`.
 pub fn seed_grant(stack: &Stack, cache: &Path, user: &str) {
-    let store = store(cache);
-    let t = now();
-    store
-        .save(&Grant {
-            account: user.to_string(),
-            username: Some(user.to_string()),
-            tenant_id: None,
-            oid: None,
-            protocols: Protocols::ALL,
-            app: false,
-            refresh_token: None,
-            access_token: Some(AccessToken {
-                token: stack.mint(user),
-                issued_at: t,
-                expires_at: t + 3000,
-                protocols: Protocols::ALL,
-            }),
-            state: GrantState::Ok,
-            since: t,
-            not_before: None,
-            last_error: None,
-        })
-        .unwrap();
+    crate::support::save_grant(cache, user, stack.mint(user), 3000, None);
 }
 
 pub fn context(stack: &Stack, cache: &Path, user: &str, extra: Value) -> Arc<Context> {

@@ -538,3 +538,53 @@ pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The file store of an unprotected cache folder, as the tests' contexts
+/// (`"protection": "none"`) use it.
+pub fn file_store(cache: &Path) -> mailoauth::cache::GrantStore {
+    mailoauth::cache::GrantStore::for_folder(
+        &mailoauth::config::CacheConfig {
+            path: Some(cache.to_path_buf()),
+            protection: mailoauth::config::Protection::None,
+        },
+        None,
+    )
+    .unwrap()
+}
+
+/// Saves a delegated grant for `account` in the unprotected cache at
+/// `cache`, consented for all three protocols: `access` as its access token,
+/// issued now and valid for `valid_s` more seconds (negative: expired), and
+/// `refresh` as its refresh token.
+pub fn save_grant(
+    cache: &Path,
+    account: &str,
+    access: mailoauth::secret::Secret,
+    valid_s: i64,
+    refresh: Option<mailoauth::secret::Secret>,
+) {
+    use mailoauth::cache::{AccessToken, Grant, GrantState};
+    use mailoauth::protocol::Protocols;
+    let t = mailoauth::auth::now();
+    file_store(cache)
+        .save(&Grant {
+            account: account.to_string(),
+            username: Some(account.to_string()),
+            tenant_id: None,
+            oid: None,
+            protocols: Protocols::ALL,
+            app: false,
+            refresh_token: refresh,
+            access_token: Some(AccessToken {
+                token: access,
+                issued_at: t.min(t + valid_s),
+                expires_at: t + valid_s,
+                protocols: Protocols::ALL,
+            }),
+            state: GrantState::Ok,
+            since: t,
+            not_before: None,
+            last_error: None,
+        })
+        .unwrap();
+}
