@@ -25,6 +25,7 @@ suite() {
   fi
 }
 
+tests/install-deps.sh || { echo "tests/install-deps.sh could not install what the suites need"; exit 1; }
 cargo build --workspace --quiet || exit 1
 tests/stack/up.sh || { echo "the local stack did not start"; exit 1; }
 # From here on a test that finds no stack fails instead of skipping.
