@@ -931,6 +931,39 @@ impl Config {
         listed || own
     }
 
+    /// Refuses, before any connection, a mail server that may not receive
+    /// an access token: a host outside [`token_may_go_to`](Self::token_may_go_to),
+    /// or plaintext except to a loopback IP literal with
+    /// `allow_plaintext_loopback`. One rule for SMTP, IMAP and POP3.
+    pub fn check_token_destination(&self, host: &str, security: Security) -> Result<()> {
+        if !self.token_may_go_to(host) {
+            let h = crate::request::shown(host);
+            return Err(Error::new(
+                ErrorKind::UntrustedHost,
+                Text::new(
+                    format!(
+                        "access tokens are not sent to '{h}': it is not a configured mail server or in trusted_hosts"
+                    ),
+                    format!(
+                        "Zugriffstoken werden nicht an '{h}' gesendet: kein konfigurierter Mailserver und nicht in trusted_hosts"
+                    ),
+                ),
+            ));
+        }
+        if security == Security::None
+            && !(self.allow_plaintext_loopback && hosts::is_loopback_literal(host))
+        {
+            return Err(Error::new(
+                ErrorKind::Tls,
+                Text::new(
+                    "plaintext is allowed only to a loopback IP literal with allow_plaintext_loopback: true",
+                    "Klartext ist nur zu einer Loopback-IP mit allow_plaintext_loopback: true erlaubt",
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The resolved configuration as JSON for hosts and administrators:
     /// never a secret (a client secret shows as "set", a proxy password as
     /// "***").

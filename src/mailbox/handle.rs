@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{GrantStore, LockGuard};
-use crate::config::{Config, RawServer, Security, Server, hosts};
+use crate::config::{Config, RawServer, Server};
 use crate::context::Context;
 use crate::error::{Error, ErrorKind, Result};
 use crate::i18n::Text;
@@ -306,31 +306,7 @@ pub fn endpoint(config: &Config, req: &OpenRequest) -> Result<Endpoint> {
             ),
         ));
     };
-    if !config.token_may_go_to(&server.host) {
-        let h = shown(&server.host);
-        return Err(Error::new(
-            ErrorKind::UntrustedHost,
-            Text::new(
-                format!(
-                    "access tokens are not sent to '{h}': it is not a configured mail server or in trusted_hosts"
-                ),
-                format!(
-                    "Zugriffstoken werden nicht an '{h}' gesendet: kein konfigurierter Mailserver und nicht in trusted_hosts"
-                ),
-            ),
-        ));
-    }
-    if server.security == Security::None
-        && !(config.allow_plaintext_loopback && hosts::is_loopback_literal(&server.host))
-    {
-        return Err(Error::new(
-            ErrorKind::Tls,
-            Text::new(
-                "plaintext is allowed only to a loopback IP literal with allow_plaintext_loopback: true",
-                "Klartext ist nur zu einer Loopback-IP mit allow_plaintext_loopback: true erlaubt",
-            ),
-        ));
-    }
+    config.check_token_destination(&server.host, server.security)?;
     let mut ep = Endpoint::new(config, &server.host, server.port, server.security)?;
     if let Some(t) = req.timeout {
         ep.io_timeout = t;

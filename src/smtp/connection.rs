@@ -65,31 +65,7 @@ impl Endpoint {
     /// that the configuration does not trust with a token, and plaintext
     /// except for the loopback test rule.
     pub fn new(config: &Config, server: Server) -> Result<Self> {
-        if !config.token_may_go_to(&server.host) {
-            let h: String = server.host.chars().filter(|c| !c.is_control()).collect();
-            return Err(Error::new(
-                ErrorKind::UntrustedHost,
-                Text::new(
-                    format!(
-                        "access tokens are not sent to '{h}': it is not a configured mail server or in trusted_hosts"
-                    ),
-                    format!(
-                        "Zugriffstoken werden nicht an '{h}' gesendet: kein konfigurierter Mailserver und nicht in trusted_hosts"
-                    ),
-                ),
-            ));
-        }
-        if server.security == Security::None
-            && !(config.allow_plaintext_loopback && hosts::is_loopback_literal(&server.host))
-        {
-            return Err(Error::new(
-                ErrorKind::Tls,
-                Text::new(
-                    "plaintext SMTP is allowed only to a loopback IP literal with allow_plaintext_loopback: true",
-                    "Klartext-SMTP ist nur zu einer Loopback-IP mit allow_plaintext_loopback: true erlaubt",
-                ),
-            ));
-        }
+        config.check_token_destination(&server.host, server.security)?;
         Ok(Self {
             server,
             extra_roots: config.extra_roots.clone(),
